@@ -1,0 +1,171 @@
+"""The roles: Model (the receiver), FeedbackProvider, Judge.
+
+A ``HumanProxy`` is a FeedbackProvider whose ``generate`` reaches a person (terminal, web
+page, replay of recorded feedback): it takes the same :class:`FeedbackRequest` and returns
+the same :class:`Feedback`, so it can stand in for a model provider in any scenario.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mmsim.actors.base import Actor
+from mmsim.backends.base import Backend, GenerateRequest, Oracle
+from mmsim.data.sample import Sample
+from mmsim.errors import InfrastructureError
+from mmsim.messages import (
+    ChatTurn,
+    Feedback,
+    Grade,
+    Observation,
+    Response,
+    Text,
+    Usage,
+    Verdict,
+)
+from mmsim.policies.base import FeedbackContext, PolicyFn
+from mmsim.tasks.answers import extract_answer
+
+
+@dataclass(frozen=True, slots=True)
+class AskContext:
+    """Side information travelling with an observation (not shown to real models)."""
+
+    oracle: Oracle
+    seed: int
+
+
+class ModelActor(Actor[tuple[Observation, AskContext], Response]):
+    """The receiver: a backend plus deterministic answer extraction."""
+
+    def __init__(self, name: str, backend: Backend, **kw: Any):
+        super().__init__(name, **kw)
+        self.backend = backend
+
+    async def handle(self, msg: tuple[Observation, AskContext]) -> Response:
+        obs, ctx = msg
+        env = {"run_id": obs.run_id, "episode_id": obs.episode_id, "turn": obs.turn,
+               "sender": self.name}
+        try:
+            c = await self.backend.generate(GenerateRequest(
+                messages=obs.conversation, purpose="answer", seed=ctx.seed, oracle=ctx.oracle))
+        except InfrastructureError as exc:
+            return Response(**env, text="", answer=None, parse="error", error=str(exc),
+                            simulated=self.backend.simulated)
+        answer = extract_answer(c.text, obs.answer_format)
+        return Response(**env, text=c.text, answer=answer,
+                        parse="parsed" if answer is not None else "unparsed",
+                        usage=c.usage, latency_s=c.latency_s, simulated=c.simulated)
+
+    async def shutdown(self) -> None:
+        await self.backend.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRequest:
+    sample: Sample
+    conversation: tuple[ChatTurn, ...]
+    responses: tuple[Response, ...]
+    feedback: tuple[Feedback, ...]
+    grade: Grade
+    round: int
+    policy_name: str
+    policy: PolicyFn
+    options: dict[str, Any]
+    episode_key: str
+    seed: int
+
+
+class FeedbackProviderActor(Actor[FeedbackRequest, Feedback]):
+    """Turns a graded wrong response into feedback under a policy, using its backend when
+    the policy asks it to (``ctx.ask_provider``)."""
+
+    def __init__(self, name: str, backend: Backend, **kw: Any):
+        super().__init__(name, **kw)
+        self.backend = backend
+
+    async def handle(self, msg: FeedbackRequest) -> Feedback:
+        oracle = Oracle(sample=msg.sample, responses=msg.responses, feedback=msg.feedback,
+                        episode_key=msg.episode_key)
+
+        async def generate(prompt: str) -> tuple[str, Usage, dict[str, Any]]:
+            c = await self.backend.generate(GenerateRequest(
+                messages=(ChatTurn(role="user", parts=(Text(text=prompt),)),),
+                purpose="feedback", seed=msg.seed, oracle=oracle))
+            return c.text, c.usage, c.meta
+
+        g = msg.grade
+        ctx = FeedbackContext(
+            sample=msg.sample, conversation=msg.conversation, responses=msg.responses,
+            grade=g, round=msg.round, policy=msg.policy_name, provider=self.name,
+            options=msg.options, _generate=generate,
+            _envelope={"run_id": g.run_id, "episode_id": g.episode_id, "turn": g.turn,
+                       "sender": self.name})
+        return await msg.policy(ctx)
+
+    async def shutdown(self) -> None:
+        await self.backend.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeRequest:
+    """Score ``output`` against ``reference`` (and/or ``rubric``) on a 0..``scale`` scale."""
+
+    run_id: str
+    episode_id: str
+    turn: int
+    question: str
+    output: str
+    reference: str = ""
+    rubric: str = ""
+    scale: int = 5
+    oracle: Oracle | None = None
+    seed: int = 0
+
+
+JUDGE_PROMPT = """Score how well the OUTPUT answers the QUESTION compared with the REFERENCE.
+{rubric}
+QUESTION: {question}
+REFERENCE: {reference}
+OUTPUT: {output}
+
+Reply with one line "Score: N" (N an integer from 0 to {scale}), then one line "Reason: ..."."""
+
+_SCORE = re.compile(r"score\s*[:=]\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+class JudgeActor(Actor[JudgeRequest, Verdict]):
+    """Scores open outputs; unparseable verdicts are retried, then recorded as such."""
+
+    def __init__(self, name: str, backend: Backend, *, retries: int = 2, **kw: Any):
+        super().__init__(name, **kw)
+        self.backend = backend
+        self.retries = retries
+
+    async def handle(self, msg: JudgeRequest) -> Verdict:
+        prompt = JUDGE_PROMPT.format(rubric=msg.rubric, question=msg.question,
+                                     reference=msg.reference, output=msg.output,
+                                     scale=msg.scale)
+        env = {"run_id": msg.run_id, "episode_id": msg.episode_id, "turn": msg.turn,
+               "sender": self.name}
+        pt = ct = 0
+        text = ""
+        for attempt in range(self.retries + 1):
+            c = await self.backend.generate(GenerateRequest(
+                messages=(ChatTurn(role="user", parts=(Text(text=prompt),)),), purpose="judge",
+                seed=msg.seed + attempt, oracle=msg.oracle))
+            pt += c.usage.prompt_tokens
+            ct += c.usage.completion_tokens
+            text = c.text
+            m = _SCORE.search(text)
+            if m and 0 <= float(m.group(1)) <= msg.scale:
+                reason = text[m.end():].strip().removeprefix("Reason:").strip()
+                return Verdict(**env, score=float(m.group(1)) / msg.scale, reason=reason,
+                               usage=Usage(prompt_tokens=pt, completion_tokens=ct))
+        return Verdict(**env, score=None, reason=text[:500], parse="unparsed",
+                       usage=Usage(prompt_tokens=pt, completion_tokens=ct))
+
+    async def shutdown(self) -> None:
+        await self.backend.aclose()

@@ -1,0 +1,73 @@
+"""The backend interface: how an agent turns a conversation into text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mmsim.data.sample import Sample
+from mmsim.messages import ChatTurn, Feedback, Response, Usage
+from mmsim.registry import Registry
+
+Purpose = Literal["answer", "feedback", "judge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Oracle:
+    """What a *simulated* agent may look at: the sample (ground truth included) and the
+    episode so far. Real backends ignore it; it is how the sim backend stays honest about
+    being a simulation of a model rather than a model."""
+
+    sample: Sample
+    responses: tuple[Response, ...] = ()
+    feedback: tuple[Feedback, ...] = ()
+    episode_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    messages: tuple[ChatTurn, ...]
+    purpose: Purpose = "answer"
+    seed: int = 0
+    max_tokens: int | None = None
+    temperature: float | None = None
+    oracle: Oracle | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    usage: Usage = Usage()
+    latency_s: float = 0.0
+    simulated: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend:
+    """Base class of backends. ``simulated`` is True for agents that are not models."""
+
+    simulated: bool = False
+
+    def __init__(self, name: str, params: dict[str, Any]):
+        self.name = name
+        self.params = params
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What the run manifest records about this backend (never secrets)."""
+        return {"backend": type(self).__name__, "simulated": self.simulated}
+
+    async def aclose(self) -> None:
+        """Release connections, servers, GPU memory."""
+
+
+BackendFactory = Callable[[str, dict[str, Any]], Backend]
+BACKENDS: Registry[BackendFactory] = Registry("backend")
+
+
+def backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a backend factory ``(agent_name, params) -> Backend`` under ``name``."""
+    return BACKENDS.decorator(name)

@@ -1,0 +1,201 @@
+"""``sim``: parametric simulated agents.
+
+A sim agent is a small generative model of a model's behaviour, seeded per call so runs are
+reproducible whatever the concurrency:
+
+* first answer: correct with probability ``memorized + (1 - memorized) * sigmoid(a * (skill -
+  difficulty))`` (a one-parameter item-response model with discrimination ``a``);
+* after feedback of kind *k*: takes the feedback up (answers correctly) with probability
+  ``uptake[k]`` (``misleading`` is used instead when a provider's detailed feedback was
+  unhelpful); otherwise re-attempts: on multiple choice it eliminates options already marked
+  wrong with probability ``elimination`` and picks among the rest, else it repeats itself;
+* with probability ``format_noise`` the reply carries no parseable answer;
+* latency drawn from a log-normal with median ``latency_ms``.
+
+As a provider (``purpose="feedback"``) it writes detailed feedback that is helpful with
+probability ``feedback_quality`` and names the answer with probability ``leak_rate``.
+
+Every completion is marked ``simulated`` and every report says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mmsim.backends.base import Backend, Completion, GenerateRequest, backend
+from mmsim.data.sample import Sample
+from mmsim.errors import UserError
+from mmsim.messages import Usage
+
+DEFAULT_UPTAKE = {"binary": 0.25, "detailed": 0.40, "reveal": 0.92, "none": 0.05,
+                  "misleading": 0.10}
+
+
+class SimParams(BaseModel):
+    """Parameters of a simulated agent (``params:`` of a ``backend: sim`` agent)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    skill: float = 0.0
+    discrimination: float = Field(1.0, gt=0)
+    memorized: float = Field(0.0, ge=0, le=1)
+    uptake: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_UPTAKE))
+    uptake_decay: float = Field(1.0, gt=0, le=1)
+    elimination: float = Field(0.5, ge=0, le=1)
+    format_noise: float = Field(0.02, ge=0, le=1)
+    feedback_quality: float = Field(0.8, ge=0, le=1)
+    leak_rate: float = Field(0.0, ge=0, le=1)
+    latency_ms: float = Field(0.0, ge=0)
+    latency_sigma: float = Field(0.3, ge=0)
+    tokens_per_char: float = Field(0.25, ge=0)
+
+
+def seeded_rng(*parts: object) -> random.Random:
+    """A ``random.Random`` seeded by a stable hash of ``parts`` (not Python's salted hash)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "little"))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+_ANSWER_TEMPLATES = (
+    "Looking at the figure, the answer is {a}.",
+    "Answer: {a}",
+    "Let me work through it step by step. The quantities in the image give {a}.\nAnswer: {a}",
+    "<answer>{a}</answer>",
+    "The final answer is \\boxed{{{a}}}.",
+)
+_UNPARSEABLE = (
+    "I am not able to determine this from the image.",
+    "The figure is unclear; it could be several of the choices.",
+    "Let me think about the figure again carefully before answering.",
+)
+
+
+def _wrong_numeric(truth: str, rng: random.Random) -> str:
+    try:
+        v = float(truth.replace(",", ""))
+    except ValueError:
+        return truth + " (approx.)" if rng.random() < 0.5 else "unknown"
+    step = max(1.0, abs(v) * rng.choice((0.1, 0.2, 0.5)))
+    w = v + rng.choice((-1, 1)) * step * rng.randint(1, 3)
+    if w == v:
+        w = v + 1
+    return str(int(w)) if float(w).is_integer() and v.is_integer() else f"{w:.3g}"
+
+
+class SimBackend(Backend):
+    """A simulated agent (see the module docstring)."""
+
+    simulated = True
+
+    def __init__(self, name: str, params: dict[str, Any]):
+        super().__init__(name, params)
+        try:
+            self.p = SimParams(**params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise UserError(f"sim params: {err['msg']}", field=f"{name}.params.{loc}") from None
+        self._uptake = {**DEFAULT_UPTAKE, **self.p.uptake}
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "sim", "simulated": True, "params": self.p.model_dump()}
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        oracle = request.oracle
+        if oracle is None:
+            raise UserError(f"sim agent {self.name!r} needs an oracle (ground truth) to simulate")
+        rng = seeded_rng(request.seed, self.name, oracle.episode_key, oracle.sample.id,
+                         len(oracle.responses), request.purpose)
+        meta: dict[str, Any] = {}
+        if request.purpose == "feedback":
+            text, meta = self._feedback_text(oracle, rng)
+        elif request.purpose == "judge":
+            text = f"Score: {rng.randint(0, 5)}"
+        else:
+            text = self._answer_text(oracle, rng)
+        latency = 0.0
+        if self.p.latency_ms > 0:
+            latency = self.p.latency_ms / 1000 * math.exp(rng.gauss(0.0, self.p.latency_sigma))
+            await anyio.sleep(latency)
+        prompt_chars = sum(len(t.text) for t in request.messages)
+        usage = Usage(prompt_tokens=int(prompt_chars * self.p.tokens_per_char) + 1,
+                      completion_tokens=int(len(text) * self.p.tokens_per_char) + 1)
+        return Completion(text=text, usage=usage, latency_s=latency, simulated=True, meta=meta)
+
+    # -- answering -------------------------------------------------------------------
+    def _answer_text(self, oracle: Any, rng: random.Random) -> str:
+        sample: Sample = oracle.sample
+        if rng.random() < self.p.format_noise:
+            return rng.choice(_UNPARSEABLE)
+        answer = self._choose_answer(sample, oracle, rng)
+        return rng.choice(_ANSWER_TEMPLATES).format(a=answer)
+
+    def _choose_answer(self, sample: Sample, oracle: Any, rng: random.Random) -> str:
+        p = self.p
+        fmt = sample.answer_format
+        truth = sample.answer
+        difficulty = sample.difficulty if sample.difficulty is not None else 0.0
+        previous = [r.answer for r in oracle.responses if r.answer is not None]
+        if not oracle.feedback:  # first answer
+            p_correct = p.memorized + (1 - p.memorized) * _sigmoid(
+                p.discrimination * (p.skill - difficulty))
+            if rng.random() < p_correct:
+                return truth
+            return self._wrong(sample, rng, exclude=())
+        last = oracle.feedback[-1]
+        kind = last.feedback_kind
+        if kind == "detailed" and last.meta.get("sim_helpful") is False:
+            kind = "misleading"
+        up = self._uptake.get(kind, self._uptake["binary"])
+        up *= p.uptake_decay ** (len(oracle.feedback) - 1)
+        if rng.random() < up:
+            return truth
+        if fmt.kind == "choice" and rng.random() < p.elimination:
+            told_wrong = {a for a in previous if a != truth}
+            remaining = [x for x in fmt.letters if x not in told_wrong]
+            return rng.choice(remaining) if remaining else truth
+        if previous and rng.random() < 0.5:
+            return previous[-1]
+        return self._wrong(sample, rng, exclude=())
+
+    @staticmethod
+    def _wrong(sample: Sample, rng: random.Random, exclude: tuple[str, ...]) -> str:
+        fmt = sample.answer_format
+        if fmt.kind == "choice":
+            wrong = [x for x in fmt.letters if x != sample.answer and x not in exclude]
+            return rng.choice(wrong) if wrong else sample.answer
+        return _wrong_numeric(sample.answer, rng)
+
+    # -- giving feedback -------------------------------------------------------------
+    def _feedback_text(self, oracle: Any, rng: random.Random) -> tuple[str, dict[str, Any]]:
+        sample: Sample = oracle.sample
+        given = oracle.responses[-1].answer if oracle.responses else None
+        given_s = f"'{given}'" if given is not None else "your answer"
+        helpful = rng.random() < self.p.feedback_quality
+        if helpful:
+            focus = {"counting": "count each object of the asked colour and shape once",
+                     "chart": "read the bar heights against the axis ticks",
+                     "math": "re-check which quantities the figure labels and what is asked"}
+            hint = focus.get(sample.category, "re-read what the question asks for")
+            text = f"{given_s} is not correct. Look again at the image and {hint}."
+        else:
+            text = (f"{given_s} is not correct. The figure may not be drawn to scale; "
+                    "consider a different interpretation of the question.")
+        if rng.random() < self.p.leak_rate:
+            text += f" The correct answer is {sample.answer_text}."
+        return text, {"sim_helpful": helpful}
+
+
+@backend("sim")
+def make_sim(name: str, params: dict[str, Any]) -> Backend:
+    """Parametric simulated agent (IRT skill, feedback uptake, elimination, noise, latency)."""
+    return SimBackend(name, params)

@@ -1,0 +1,168 @@
+"""InterFeedback metrics from a run's store.
+
+Per receiver x provider x policy cell, with N items screened, N_e answered wrongly at
+first (unparsed counts as wrong), N_test the cell's test set and N_c of those corrected
+within the round budget:
+
+* accuracy = (N - N_e) / N
+* correction rate = N_c / N_test (N_test <= N_e always; with ``test_set: all_wrong`` it is
+  N_c / N_e exactly as in the paper's definition)
+* correction by round: share of the test set corrected at round r, and cumulative
+* chance correction: what a receiver that eliminates options marked wrong and guesses
+  uniformly among the rest would reach (multiple choice; 0 for free-form), and the
+  chance-adjusted correction rate (CR - chance) / (1 - chance)
+* parse-failure rate: receiver replies without an extractable answer / all receiver replies
+* leak rate: feedback flagged by the leak detector / feedback given
+
+Intervals are 95% percentile bootstrap intervals over items (seeded, reproducible).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from mmsim.store import RunStore
+
+
+def _interval(successes: int, n: int, rng: np.random.Generator, b: int) -> dict[str, Any]:
+    if n == 0:
+        return {"value": None, "lo": None, "hi": None}
+    p = successes / n
+    if b == 0:
+        return {"value": p, "lo": None, "hi": None}
+    # resampling n binary outcomes with replacement: the count is Binomial(n, p)
+    draws = rng.binomial(n, p, size=b) / n
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return {"value": p, "lo": float(lo), "hi": float(hi)}
+
+
+def _chance(n_options: int, rounds: int) -> float:
+    if n_options < 2:
+        return 0.0
+    return min(1.0, rounds / (n_options - 1))
+
+
+def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """All figures of a run as one JSON-serialisable object (documented in docs/metrics.md)."""
+    run = store.run()
+    if run is None:
+        return {"run_id": None, "cells": [], "agents": []}
+    scenario = run["scenario"]
+    max_rounds = int(scenario.get("protocol", {}).get("max_rounds", 3))
+    rng = np.random.default_rng(seed)
+
+    screen: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    screen_failed: dict[str, int] = defaultdict(int)
+    for ep in store.episodes("screen"):
+        if ep["status"] == "done":
+            screen[ep["receiver"]][ep["sample_id"]] = ep
+        else:
+            screen_failed[ep["receiver"]] += 1
+    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    cell_failed: dict[tuple[str, str, str], int] = defaultdict(int)
+    for ep in store.episodes("feedback"):
+        key = (ep["receiver"], ep["provider"], ep["policy"])
+        if ep["status"] == "done":
+            cells[key].append(ep)
+        else:
+            cell_failed[key] += 1
+
+    agents_out = []
+    roles: dict[str, list[str]] = defaultdict(list)
+    for r in scenario.get("receivers", []):
+        roles[r["name"]].append("receiver")
+    for p in scenario.get("providers", []):
+        roles[p["name"]].append("provider")
+    for name in roles:
+        eps = list(screen.get(name, {}).values())
+        n = len(eps)
+        correct = sum(bool(e["first_correct"]) for e in eps)
+        unparsed = sum(bool(e["first_unparsed"]) for e in eps)
+        agents_out.append({
+            "name": name, "roles": roles[name], "n": n, "n_correct": correct,
+            "accuracy": _interval(correct, n, rng, resamples),
+            "parse_failure_rate": unparsed / n if n else None, "n_unparsed": unparsed,
+            "failed": screen_failed.get(name, 0),
+            "simulated": any(bool(e["simulated"]) for e in eps),
+            "tokens": {"prompt": sum(e["prompt_tokens"] for e in eps),
+                       "completion": sum(e["completion_tokens"] for e in eps)},
+        })
+
+    cells_out = []
+    policies = [p["name"] for p in scenario.get("policies", [])]
+    for r in scenario.get("receivers", []):
+        rs = screen.get(r["name"], {})
+        n = len(rs)
+        n_wrong = sum(not e["first_correct"] for e in rs.values())
+        screen_unparsed = sum(bool(e["first_unparsed"]) for e in rs.values())
+        for p in scenario.get("providers", []):
+            for pol in policies:
+                key = (r["name"], p["name"], pol)
+                eps = cells.get(key, [])
+                n_test = len(eps)
+                if n_test > n_wrong:
+                    raise AssertionError(f"N_test {n_test} > N_wrong {n_wrong} in {key}")
+                n_c = sum(bool(e["solved"]) for e in eps)
+                by_round = []
+                cum = 0
+                for k in range(1, max_rounds + 1):
+                    at = sum(1 for e in eps if e["corrected_round"] == k)
+                    cum += at
+                    by_round.append({"round": k, "corrected": at,
+                                     "rate": at / n_test if n_test else None,
+                                     "cumulative": _interval(cum, n_test, rng, resamples)})
+                fb_resp = sum(e["n_responses"] - 1 for e in eps)
+                fb_unparsed = sum(e["n_unparsed"] - int(bool(e["first_unparsed"])) for e in eps)
+                n_fb = sum(e["n_feedback"] for e in eps)
+                n_leak = sum(e["n_leaked"] for e in eps)
+                chance = (sum(_chance(e["n_options"], max_rounds) for e in eps) / n_test
+                          if n_test else None)
+                cr = n_c / n_test if n_test else None
+                adj = None
+                if cr is not None and chance is not None and chance < 1:
+                    adj = (cr - chance) / (1 - chance)
+                cats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+                for e in eps:
+                    cats[e["category"]][0] += int(bool(e["solved"]))
+                    cats[e["category"]][1] += 1
+                cells_out.append({
+                    "receiver": r["name"], "provider": p["name"], "policy": pol,
+                    "simulated": any(bool(e["simulated"]) for e in rs.values()),
+                    "n": n, "n_wrong": n_wrong,
+                    "accuracy": _interval(n - n_wrong, n, rng, resamples),
+                    "n_test": n_test, "n_corrected": n_c,
+                    "correction_rate": _interval(n_c, n_test, rng, resamples),
+                    "correction_by_round": by_round,
+                    "chance_correction": chance,
+                    "chance_adjusted_correction": adj,
+                    "parse_failure_rate": ((screen_unparsed + fb_unparsed) / (n + fb_resp)
+                                           if n + fb_resp else None),
+                    "n_unparsed": screen_unparsed + fb_unparsed,
+                    "n_feedback": n_fb, "n_leaked": n_leak,
+                    "leak_rate": n_leak / n_fb if n_fb else None,
+                    "failed": cell_failed.get(key, 0),
+                    "mean_rounds": (sum(e["rounds"] for e in eps) / n_test) if n_test else None,
+                    "tokens": {"receiver_prompt": sum(e["prompt_tokens"] for e in eps),
+                               "receiver_completion": sum(e["completion_tokens"] for e in eps),
+                               "feedback": sum(e["feedback_tokens"] for e in eps)},
+                    "by_category": {c: {"n_test": v[1], "n_corrected": v[0],
+                                        "correction_rate": v[0] / v[1]}
+                                    for c, v in sorted(cats.items())},
+                })
+    manifest = run["manifest"]
+    return {
+        "schema": "mmsim.interfeedback.v1",
+        "run_id": run["run_id"], "name": run["name"], "status": run["status"],
+        "simulated": bool(manifest.get("simulated")),
+        "test_set": scenario.get("protocol", {}).get("test_set", "intersection"),
+        "max_rounds": max_rounds,
+        "ci": {"method": "percentile bootstrap over items", "level": 0.95,
+               "resamples": resamples, "seed": seed},
+        "counts": store.counts(),
+        "agents": agents_out,
+        "cells": cells_out,
+        "manifest": manifest,
+    }

@@ -1,0 +1,45 @@
+"""The built-in feedback policies."""
+
+from __future__ import annotations
+
+from mmsim.messages import Feedback
+from mmsim.policies.base import FeedbackContext, policy
+
+DETAILED_PROMPT = """You are helping a student who answered a question about an image wrongly.
+Question:
+{question}
+
+Correct answer: {answer}
+Student's answer: {given}
+
+Explain briefly what the student got wrong and what to look at again. Do NOT state the
+correct answer, its letter, or its value."""
+
+
+@policy("binary")
+async def binary(ctx: FeedbackContext) -> Feedback:
+    """Only says the answer is incorrect (0/1 feedback)."""
+    return ctx.feedback(ctx.options.get("text", "Your answer is incorrect."), kind="binary")
+
+
+@policy("detailed")
+async def detailed(ctx: FeedbackContext) -> Feedback:
+    """The provider explains what is wrong without giving the answer (leaks are flagged)."""
+    given = ctx.response.answer if ctx.response.answer is not None else ctx.response.text[-500:]
+    template = str(ctx.options.get("prompt", DETAILED_PROMPT))
+    text = await ctx.ask_provider(template.format(
+        question=ctx.sample.question, answer=ctx.sample.answer_text, given=given))
+    return ctx.feedback(text.strip(), kind="detailed")
+
+
+@policy("reveal")
+async def reveal(ctx: FeedbackContext) -> Feedback:
+    """Says the answer is incorrect and gives the ground truth."""
+    return ctx.feedback(f"Your answer is incorrect. The correct answer is "
+                        f"{ctx.sample.answer_text}.", kind="reveal", reveals_answer=True)
+
+
+@policy("retry")
+async def retry(ctx: FeedbackContext) -> Feedback:
+    """No-information baseline: asks for the answer again without saying it was wrong."""
+    return ctx.feedback("Please answer the question again.", kind="none")

@@ -1,0 +1,114 @@
+"""Typed name -> object registries filled by decorators, plugins and entry points."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from mmsim.errors import PluginError, UserError
+
+T = TypeVar("T")
+
+ENTRY_POINT_GROUP = "mmsim.plugins"
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Registry(Generic[T]):
+    """Name -> object. ``kind`` names what is registered, for error messages."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._docs: dict[str, str] = {}
+
+    def register(self, name: str, obj: T, *, doc: str = "", replace: bool = False) -> T:
+        if name in self._items and not replace and self._items[name] is not obj:
+            raise PluginError(f"{self.kind} {name!r} is already registered")
+        self._items[name] = obj
+        self._docs[name] = doc or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
+        return obj
+
+    def decorator(self, name: str, *, doc: str = "") -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            return self.register(name, obj, doc=doc)
+
+        return deco
+
+    def get(self, name: str) -> T:
+        load_entry_points()
+        try:
+            return self._items[name]
+        except KeyError:
+            known = sorted(self._items)
+            raise UserError(
+                f"unknown {self.kind} {name!r}{did_you_mean(name, known)}; known: "
+                + ", ".join(known)
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        load_entry_points()
+        return name in self._items
+
+    def names(self) -> list[str]:
+        load_entry_points()
+        return sorted(self._items)
+
+    def describe(self) -> Iterator[tuple[str, str]]:
+        for name in self.names():
+            yield name, self._docs.get(name, "")
+
+
+_entry_points_loaded = False
+
+
+def load_entry_points() -> None:
+    """Import every module named in the ``mmsim.plugins`` entry-point group, once."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as exc:  # a broken plugin is a user error, named
+            raise PluginError(f"entry point {ep.name!r} ({ep.value}) failed to load: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
+def load_plugin_file(path: str | Path) -> None:
+    """Import a user's Python file so its ``@policy``/``@backend``/... decorators run."""
+    p = Path(path)
+    if not p.is_file():
+        raise PluginError("plugin file not found", where=str(p))
+    name = f"mmsim_plugin_{abs(hash(str(p.resolve())))}"
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, p)
+    if spec is None or spec.loader is None:
+        raise PluginError("not a Python file", where=str(p))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except UserError:
+        del sys.modules[name]
+        raise
+    except Exception as exc:
+        del sys.modules[name]
+        tb = exc.__traceback__
+        line = None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == str(p):
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        where = f"{p}:{line}" if line else str(p)
+        raise PluginError(f"plugin raised {type(exc).__name__}: {exc}", where=where) from exc

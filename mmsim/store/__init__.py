@@ -1,0 +1,5 @@
+"""The run store: SQLite (WAL), one database per run directory."""
+
+from mmsim.store.sqlite import DB_NAME, EpisodeRecord, RunStore
+
+__all__ = ["DB_NAME", "EpisodeRecord", "RunStore"]

@@ -1,0 +1,229 @@
+"""One SQLite database (WAL) per run directory: runs, episodes, messages.
+
+An episode is written in one transaction with all its messages, so a crash loses at most
+the episodes in flight, which a resumed run plays again (their seeds make them identical).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from mmsim.errors import UserError
+
+DB_NAME = "mmsim.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+  run_id TEXT PRIMARY KEY, name TEXT NOT NULL, scenario_hash TEXT NOT NULL,
+  scenario TEXT NOT NULL, manifest TEXT NOT NULL, created_at REAL NOT NULL,
+  status TEXT NOT NULL, finished_at REAL);
+CREATE TABLE IF NOT EXISTS episodes(
+  episode_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL,
+  receiver TEXT NOT NULL, provider TEXT NOT NULL, policy TEXT NOT NULL,
+  sample_id TEXT NOT NULL, category TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
+  first_correct INTEGER, first_unparsed INTEGER, solved INTEGER, corrected_round INTEGER,
+  rounds INTEGER NOT NULL, n_options INTEGER NOT NULL,
+  n_responses INTEGER NOT NULL, n_unparsed INTEGER NOT NULL,
+  n_feedback INTEGER NOT NULL, n_leaked INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+  feedback_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, simulated INTEGER NOT NULL,
+  finished_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS episodes_cell ON episodes(kind, receiver, provider, policy);
+CREATE TABLE IF NOT EXISTS messages(
+  episode_id TEXT NOT NULL, seq INTEGER NOT NULL, turn INTEGER NOT NULL,
+  sender TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
+  PRIMARY KEY(episode_id, seq)) WITHOUT ROWID;
+"""
+
+_EPISODE_COLUMNS = (
+    "episode_id", "run_id", "kind", "receiver", "provider", "policy", "sample_id", "category",
+    "status", "error", "first_correct", "first_unparsed", "solved", "corrected_round",
+    "rounds", "n_options", "n_responses", "n_unparsed", "n_feedback", "n_leaked",
+    "prompt_tokens", "completion_tokens", "feedback_tokens", "latency_s", "simulated",
+    "finished_at",
+)
+_INSERT_EPISODE = (f"INSERT OR REPLACE INTO episodes({','.join(_EPISODE_COLUMNS)}) "
+                   f"VALUES({','.join('?' * len(_EPISODE_COLUMNS))})")
+
+
+@dataclass(slots=True)
+class EpisodeRecord:
+    """A finished (or failed) episode with its messages, as it is stored."""
+
+    episode_id: str
+    run_id: str
+    kind: str  # "screen" or "feedback"
+    receiver: str
+    sample_id: str
+    category: str
+    status: str  # "done" or "failed"
+    provider: str = ""
+    policy: str = ""
+    error: str | None = None
+    first_correct: bool | None = None
+    first_unparsed: bool | None = None
+    solved: bool | None = None
+    corrected_round: int | None = None
+    rounds: int = 0
+    n_options: int = 0
+    n_responses: int = 0
+    n_unparsed: int = 0
+    n_feedback: int = 0
+    n_leaked: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    feedback_tokens: int = 0
+    latency_s: float = 0.0
+    simulated: bool = False
+    messages: Sequence[BaseModel] = field(default_factory=tuple)
+
+    def row(self, now: float) -> tuple[Any, ...]:
+        return (self.episode_id, self.run_id, self.kind, self.receiver, self.provider,
+                self.policy, self.sample_id, self.category, self.status, self.error,
+                self.first_correct, self.first_unparsed, self.solved, self.corrected_round,
+                self.rounds, self.n_options, self.n_responses, self.n_unparsed,
+                self.n_feedback, self.n_leaked, self.prompt_tokens, self.completion_tokens,
+                self.feedback_tokens, self.latency_s, self.simulated, now)
+
+
+_ENVELOPE = frozenset({"run_id", "episode_id", "turn", "sender", "kind"})
+
+
+class RunStore:
+    """The store of one run directory. Use one instance per process; not thread-safe, but
+    it may be handed to one worker thread at a time."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, run_dir: str | Path, *, create: bool = True) -> RunStore:
+        run_dir = Path(run_dir)
+        path = run_dir / DB_NAME
+        if not create and not path.is_file():
+            raise UserError(f"no mmsim run here (missing {DB_NAME})", where=str(run_dir))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                   timeout=30.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise UserError(f"store schema version {row[0]} is not supported "
+                                f"(this mmsim writes {SCHEMA_VERSION})", where=str(path))
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from exc
+        return cls(path, conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- runs ------------------------------------------------------------------------
+    def run(self) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT run_id, name, scenario_hash, scenario, manifest, created_at, status, "
+            "finished_at FROM runs ORDER BY created_at LIMIT 1").fetchone()
+        if row is None:
+            return None
+        keys = ("run_id", "name", "scenario_hash", "scenario", "manifest", "created_at",
+                "status", "finished_at")
+        out = dict(zip(keys, row, strict=True))
+        out["scenario"] = json.loads(out["scenario"])
+        out["manifest"] = json.loads(out["manifest"])
+        return out
+
+    def begin_run(self, run_id: str, name: str, scenario_hash: str, scenario: dict[str, Any],
+                  manifest: dict[str, Any]) -> bool:
+        """Record the run, or check that this directory holds the same scenario.
+
+        Returns True when the run resumes an earlier one.
+        """
+        existing = self.run()
+        if existing is not None:
+            if existing["scenario_hash"] != scenario_hash:
+                raise UserError(
+                    f"this run directory holds run {existing['run_id']!r} of a different "
+                    "scenario (or different --set/--limit); use another --out to start a "
+                    "new run", where=str(self.path.parent))
+            self.conn.execute("UPDATE runs SET status='running' WHERE run_id=?",
+                              (existing["run_id"],))
+            return True
+        self.conn.execute(
+            "INSERT INTO runs VALUES(?,?,?,?,?,?,?,NULL)",
+            (run_id, name, scenario_hash, json.dumps(scenario, sort_keys=True),
+             json.dumps(manifest, sort_keys=True), time.time(), "running"))
+        return False
+
+    def finish_run(self, status: str = "finished") -> None:
+        self.conn.execute("UPDATE runs SET status=?, finished_at=?", (status, time.time()))
+
+    # -- episodes ----------------------------------------------------------------------
+    def done_episodes(self) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT episode_id FROM episodes WHERE status='done'")}
+
+    def write_episodes(self, records: Sequence[EpisodeRecord]) -> None:
+        """Write finished episodes and their messages in one transaction."""
+        if not records:
+            return
+        now = time.time()
+        msg_rows: list[tuple[Any, ...]] = []
+        for rec in records:
+            for seq, m in enumerate(rec.messages):
+                d = m.__dict__
+                payload = m.model_dump_json(exclude=_ENVELOPE)
+                msg_rows.append((rec.episode_id, seq, d["turn"], d["sender"], d["kind"],
+                                 payload))
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany("DELETE FROM messages WHERE episode_id=?",
+                          [(r.episode_id,) for r in records])
+            c.executemany(_INSERT_EPISODE, [r.row(now) for r in records])
+            c.executemany("INSERT INTO messages VALUES(?,?,?,?,?,?)", msg_rows)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def episodes(self, kind: str | None = None) -> Iterator[dict[str, Any]]:
+        q = f"SELECT {','.join(_EPISODE_COLUMNS)} FROM episodes"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            q += " WHERE kind=?"
+            args = (kind,)
+        q += " ORDER BY episode_id"
+        for row in self.conn.execute(q, args):
+            yield dict(zip(_EPISODE_COLUMNS, row, strict=True))
+
+    def messages(self, episode_id: str) -> list[dict[str, Any]]:
+        out = []
+        for seq, turn, sender, kind, payload in self.conn.execute(
+                "SELECT seq, turn, sender, kind, payload FROM messages WHERE episode_id=? "
+                "ORDER BY seq", (episode_id,)):
+            out.append({"seq": seq, "turn": turn, "sender": sender, "kind": kind,
+                        **json.loads(payload)})
+        return out
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for kind, status, n in self.conn.execute(
+                "SELECT kind, status, COUNT(*) FROM episodes GROUP BY kind, status"):
+            out[f"{kind}.{status}"] = n
+        return out
