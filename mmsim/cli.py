@@ -98,7 +98,8 @@ def run(
         store.close()
     err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
               f"{result.skipped} already done, {result.failed} failed, "
-              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""))
+              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
+              soft_wrap=True, highlight=False)
     print_table(metrics, out)
 
 

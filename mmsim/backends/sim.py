@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mmsim.backends.base import Backend, Completion, GenerateRequest, backend
+from mmsim.backends.base import Backend, Completion, GenerateRequest, Oracle, backend
 from mmsim.data.sample import Sample
 from mmsim.errors import UserError
 from mmsim.messages import Usage
@@ -132,14 +132,14 @@ class SimBackend(Backend):
         return Completion(text=text, usage=usage, latency_s=latency, simulated=True, meta=meta)
 
     # -- answering -------------------------------------------------------------------
-    def _answer_text(self, oracle: Any, rng: random.Random) -> str:
+    def _answer_text(self, oracle: Oracle, rng: random.Random) -> str:
         sample: Sample = oracle.sample
         if rng.random() < self.p.format_noise:
             return rng.choice(_UNPARSEABLE)
         answer = self._choose_answer(sample, oracle, rng)
         return rng.choice(_ANSWER_TEMPLATES).format(a=answer)
 
-    def _choose_answer(self, sample: Sample, oracle: Any, rng: random.Random) -> str:
+    def _choose_answer(self, sample: Sample, oracle: Oracle, rng: random.Random) -> str:
         p = self.p
         fmt = sample.answer_format
         truth = sample.answer
@@ -176,7 +176,7 @@ class SimBackend(Backend):
         return _wrong_numeric(sample.answer, rng)
 
     # -- giving feedback -------------------------------------------------------------
-    def _feedback_text(self, oracle: Any, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    def _feedback_text(self, oracle: Oracle, rng: random.Random) -> tuple[str, dict[str, Any]]:
         sample: Sample = oracle.sample
         given = oracle.responses[-1].answer if oracle.responses else None
         given_s = f"'{given}'" if given is not None else "your answer"

@@ -96,7 +96,7 @@ class EpisodeRecord:
                 self.feedback_tokens, self.latency_s, self.simulated, now)
 
 
-_ENVELOPE = frozenset({"run_id", "episode_id", "turn", "sender", "kind"})
+_ENVELOPE = {"run_id", "episode_id", "turn", "sender", "kind"}
 
 
 class RunStore:

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = """
+name: small
+seed: 3
+dataset: {name: synthetic, size: 40, seed: 1}
+receivers:
+  - {name: r1, backend: sim, params: {skill: 0.0}}
+  - {name: r2, backend: sim, params: {skill: -0.5, format_noise: 0.1}}
+providers:
+  - {name: p1, backend: sim, params: {skill: 2.5, leak_rate: 0.2}}
+  - {name: p2, backend: sim, params: {skill: 1.5}}
+policies:
+  - binary
+  - detailed
+  - {name: d-d-r, schedule: [detailed, detailed, reveal]}
+protocol: {max_rounds: 3}
+run: {concurrency: 16, bootstrap: 200}
+"""
+
+
+@pytest.fixture
+def small_scenario(tmp_path: Path) -> Path:
+    p = tmp_path / "small.yaml"
+    p.write_text(SMALL)
+    return p
+
+
+def run_cli(*args: str, cwd: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "mmsim.cli", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, timeout=timeout, env=env)

@@ -1,0 +1,175 @@
+"""End-to-end CLI tests: real subprocesses, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT, run_cli
+
+
+def _metrics(run_dir: Path) -> dict:
+    r = run_cli("report", str(run_dir), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_run_prints_table_and_report_json(small_scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = run_cli("run", str(small_scenario), "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "SIMULATED" in r.stdout and "r1" in r.stdout and "d-d-r" in r.stdout
+    m = _metrics(out)
+    assert m["simulated"] is True
+    assert m["counts"]["screen.done"] == 4 * 40
+    assert len(m["cells"]) == 2 * 2 * 3
+    for c in m["cells"]:
+        assert c["n"] == 40
+        assert c["n_test"] <= c["n_wrong"]
+        assert c["accuracy"]["value"] == (c["n"] - c["n_wrong"]) / c["n"]
+        if c["n_test"]:
+            assert c["correction_rate"]["value"] == c["n_corrected"] / c["n_test"]
+            lo, hi = c["correction_rate"]["lo"], c["correction_rate"]["hi"]
+            assert lo <= c["correction_rate"]["value"] <= hi
+            cum = [x["cumulative"]["value"] for x in c["correction_by_round"]]
+            assert cum == sorted(cum) and abs(cum[-1] - c["correction_rate"]["value"]) < 1e-12
+    # reveal in the last round corrects nearly everything; binary does not
+    by = {(c["receiver"], c["provider"], c["policy"]): c for c in m["cells"]}
+    assert by[("r1", "p1", "d-d-r")]["correction_rate"]["value"] > \
+        by[("r1", "p1", "binary")]["correction_rate"]["value"]
+    # the leaky provider's detailed feedback is flagged
+    assert by[("r1", "p1", "detailed")]["n_leaked"] > 0
+    assert by[("r1", "p2", "detailed")]["n_leaked"] == 0
+
+
+def test_rerun_is_a_noop_and_same_metrics(small_scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli("run", str(small_scenario), "--out", str(out), "--no-progress").returncode == 0
+    first = _metrics(out)
+    r = run_cli("run", str(small_scenario), "--out", str(out), "--no-progress")
+    assert r.returncode == 0 and "0 episodes played" in r.stderr and "(resumed)" in r.stderr
+    assert _metrics(out)["cells"] == first["cells"]
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    scn = tmp_path / "big.yaml"
+    scn.write_text((ROOT / "scenarios" / "interfeedback.yaml").read_text()
+                   .replace("latency_ms", "x")  # no-op guard
+                   .replace("params: {skill: 2.5, feedback_quality: 0.9}",
+                            "params: {skill: 2.5, feedback_quality: 0.9, latency_ms: 2}"))
+    ref = tmp_path / "ref"
+    assert run_cli("run", str(scn), "--out", str(ref), "--no-progress",
+                   "--limit", "150").returncode == 0
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "mmsim.cli", "run", str(scn), "--out",
+                             str(out), "--no-progress", "--limit", "150"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out / "mmsim.sqlite"
+    deadline = time.time() + 60
+    import sqlite3
+
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if db.exists():
+            try:
+                c = sqlite3.connect(db)
+                n = c.execute("SELECT COUNT(*) FROM episodes WHERE kind='feedback'").fetchone()[0]
+                c.close()
+            except sqlite3.Error:
+                continue
+            if n > 50:
+                break
+    assert proc.poll() is None, "run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert n > 0
+    r = run_cli("run", str(scn), "--out", str(out), "--no-progress", "--limit", "150")
+    assert r.returncode == 0, r.stderr
+    assert "(resumed)" in r.stderr
+    a, b = _metrics(ref), _metrics(out)
+    assert a["counts"] == b["counts"]
+    assert a["cells"] == b["cells"] and a["agents"] == b["agents"]
+    c = sqlite3.connect(db)
+    dup = c.execute("SELECT COUNT(*) - COUNT(DISTINCT episode_id) FROM episodes").fetchone()[0]
+    assert dup == 0
+
+
+def test_broken_scenario_names_file_line_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = (ROOT / "scenarios" / "interfeedback.yaml").read_text()
+    bad.write_text(text.replace("name: sim-provider-sloppy\n    backend: sim",
+                                "name: sim-provider-sloppy\n    backend: simm"))
+    r = run_cli("run", str(bad), "--out", str(tmp_path / "x"), "--no-progress")
+    assert r.returncode == 2
+    line = next(i for i, t in enumerate(bad.read_text().splitlines(), 1) if "simm" in t)
+    assert f"bad.yaml:{line}" in r.stderr and "providers.1.backend" in r.stderr
+    assert "did you mean 'sim'" in r.stderr
+    assert not (tmp_path / "x").exists()  # nothing written before validation
+
+
+def test_bad_inputs_exit_2(tmp_path: Path, small_scenario: Path) -> None:
+    y = tmp_path / "y.yaml"
+    y.write_text("name: x\ndataset: [unclosed\n")
+    r = run_cli("validate", str(y))
+    assert r.returncode == 2 and "y.yaml:" in r.stderr and "invalid YAML" in r.stderr
+    y.write_text(small_scenario.read_text().replace("protocol: {max_rounds: 3}",
+                                                    "protocol: {max_round: 3}"))
+    r = run_cli("validate", str(y))
+    assert r.returncode == 2 and "protocol.max_round" in r.stderr and "max_rounds" in r.stderr
+    r = run_cli("validate", str(small_scenario), "--set", "policies=[binary, nope]")
+    assert r.returncode == 2 and "--set policies" in r.stderr and "unknown policy" in r.stderr
+    r = run_cli("validate", str(tmp_path / "missing.yaml"))
+    assert r.returncode == 2 and "not found" in r.stderr
+    r = run_cli("report", str(tmp_path / "nowhere"))
+    assert r.returncode == 2
+    plug = tmp_path / "boom.py"
+    plug.write_text("x = 1\nraise RuntimeError('boom')\n")
+    r = run_cli("validate", str(small_scenario), "--plugin", str(plug))
+    assert r.returncode == 2 and "boom.py:2" in r.stderr and "boom" in r.stderr
+
+
+def test_different_scenario_same_dir_refused(small_scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run_cli("run", str(small_scenario), "--out", str(out), "--no-progress",
+                   "--limit", "10").returncode == 0
+    r = run_cli("run", str(small_scenario), "--out", str(out), "--no-progress",
+                "--limit", "12")
+    assert r.returncode == 2 and "different scenario" in r.stderr
+
+
+def test_custom_policy_plugin_and_list(small_scenario: Path, tmp_path: Path) -> None:
+    plug = tmp_path / "my_policies.py"
+    plug.write_text(
+        "from mmsim import Feedback, FeedbackContext, policy\n\n"
+        "@policy('hint-then-reveal')\n"
+        "async def hint_then_reveal(ctx: FeedbackContext) -> Feedback:\n"
+        "    if ctx.round == 1:\n"
+        "        hint = await ctx.ask_provider('hint please')\n"
+        "        return ctx.feedback(hint, kind='detailed')\n"
+        "    return ctx.feedback(f'The answer is {ctx.sample.answer_text}.',\n"
+        "                        kind='reveal', reveals_answer=True)\n")
+    r = run_cli("list", "--plugin", str(plug))
+    assert r.returncode == 0 and "hint-then-reveal" in r.stdout and "binary" in r.stdout
+    out = tmp_path / "run"
+    r = run_cli("run", str(small_scenario), "--plugin", str(plug), "--set",
+                "policies=[binary, hint-then-reveal]", "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    cells = {c["policy"]: c for c in _metrics(out)["cells"] if c["receiver"] == "r1"
+             and c["provider"] == "p2"}
+    assert cells["hint-then-reveal"]["correction_rate"]["value"] > 0.8
+
+
+def test_default_scenario_runs_fast(tmp_path: Path) -> None:
+    t0 = time.time()
+    r = run_cli("run", "scenarios/interfeedback.yaml", "--out", str(tmp_path / "d"),
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert time.time() - t0 < 60
+    assert "sim-strong" in r.stdout and "detailed-then-reveal" in r.stdout
