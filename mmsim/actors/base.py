@@ -38,10 +38,16 @@ class Actor(Generic[Req, Rep]):
         concurrency: how many requests are handled at once (workers).
     """
 
+    #: Handle ``ask`` in the caller's task when a slot is free and nothing is queued.
+    #: Actors that batch requests (several at once through the inbox) set this to False.
+    inline: bool = True
+
     def __init__(self, name: str, *, inbox_size: int = 1024, concurrency: int = 64):
         self.name = name
         self.inbox_size = inbox_size
         self.concurrency = max(1, concurrency)
+        self._active = 0  # requests being handled, inline or by workers (<= concurrency)
+        self._slot_freed = anyio.Event()
         self._send: MemoryObjectSendStream[tuple[Req, _Reply[Rep]]] | None = None
         self._recv: MemoryObjectReceiveStream[tuple[Req, _Reply[Rep]]] | None = None
 
@@ -53,21 +59,52 @@ class Actor(Generic[Req, Rep]):
         """Send ``msg`` and wait for the reply (re-raising the handler's exception)."""
         if self._send is None:
             raise RuntimeError(f"actor {self.name!r} is not running (spawn it in an ActorSystem)")
+        if self.inline and self._active < self.concurrency and \
+                self._send.statistics().current_buffer_used == 0:
+            # a free slot and nobody queued: handle in the caller's task, no hand-off
+            self._active += 1
+            try:
+                return await self.handle(msg)
+            finally:
+                self._release()
         reply: _Reply[Rep] = _Reply()
-        await self._send.send((msg, reply))
-        await reply.event.wait()
+        try:  # fast path: no scheduler round-trip when the inbox has room
+            self._send.send_nowait((msg, reply))
+        except anyio.WouldBlock:
+            await self._send.send((msg, reply))  # backpressure: wait for room
+        await reply.event.wait()  # always yields, so callers cannot starve the loop
         if reply.error is not None:
             raise reply.error
         return reply.value  # type: ignore[return-value]
 
     async def _worker(self, recv: MemoryObjectReceiveStream[tuple[Req, _Reply[Rep]]]) -> None:
         async with recv:
-            async for msg, reply in recv:
+            while True:
+                try:  # take queued work without a scheduler round-trip
+                    msg, reply = recv.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        msg, reply = await recv.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
+                while self._active >= self.concurrency:  # inline calls hold every slot
+                    await self._slot_freed.wait()
+                self._active += 1
                 try:
                     reply.value = await self.handle(msg)
                 except Exception as exc:  # delivered to the asker, which owns the decision
                     reply.error = exc
+                finally:
+                    self._release()
                 reply.event.set()
+
+    def _release(self) -> None:
+        self._active -= 1
+        if not self._slot_freed.is_set():
+            self._slot_freed.set()
+            self._slot_freed = anyio.Event()
 
     def _start(self, tg: TaskGroup) -> None:
         send, recv = anyio.create_memory_object_stream[tuple[Req, _Reply[Rep]]](self.inbox_size)

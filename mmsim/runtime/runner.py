@@ -63,7 +63,10 @@ class RunResult:
     failed: int
     elapsed_s: float
     turns: int = 0
+    play_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    # elapsed_s: the whole run (data loading included); play_s: playing episodes, store
+    # writes included (what throughput benchmarks divide by)
 
 
 def screen_id(agent: str, sample_id: str) -> str:
@@ -181,7 +184,9 @@ class Runner:
                 done = store.done_episodes()
             log.info("run.start", run_id=self.run_id, run_dir=str(self.run_dir),
                      resumed=resumed, samples=len(samples), already_done=len(done))
+            t_play = time.perf_counter()
             await self._play(samples, backends, plans, store, done)
+            play_s = time.perf_counter() - t_play
             if store is not None:
                 store.finish_run()
             counts = store.counts() if store is not None else {}
@@ -192,7 +197,7 @@ class Runner:
         log.info("run.end", run_id=self.run_id, played=self.played, skipped=self.skipped,
                  failed=self.failed, elapsed_s=round(elapsed, 3))
         return RunResult(self.run_dir, self.run_id, resumed, self.played, self.skipped,
-                         self.failed, elapsed, self.turns, counts)
+                         self.failed, elapsed, self.turns, play_s, counts)
 
     async def _play(self, samples: list[Sample], backends: dict[str, Backend],
                     plans: list[PolicyPlan], store: RunStore | None, done: set[str]) -> None:
