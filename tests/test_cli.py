@@ -59,7 +59,6 @@ def test_rerun_is_a_noop_and_same_metrics(small_scenario: Path, tmp_path: Path) 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     scn = tmp_path / "big.yaml"
     scn.write_text((ROOT / "scenarios" / "interfeedback.yaml").read_text()
-                   .replace("latency_ms", "x")  # no-op guard
                    .replace("params: {skill: 2.5, feedback_quality: 0.9}",
                             "params: {skill: 2.5, feedback_quality: 0.9, latency_ms: 2}"))
     ref = tmp_path / "ref"

@@ -47,7 +47,7 @@ class Actor(Generic[Req, Rep]):
         self.inbox_size = inbox_size
         self.concurrency = max(1, concurrency)
         self._active = 0  # requests being handled, inline or by workers (<= concurrency)
-        self._slot_freed = anyio.Event()
+        self._slot_freed: anyio.Event | None = None  # exists only while a worker waits
         self._send: MemoryObjectSendStream[tuple[Req, _Reply[Rep]]] | None = None
         self._recv: MemoryObjectReceiveStream[tuple[Req, _Reply[Rep]]] | None = None
 
@@ -80,16 +80,16 @@ class Actor(Generic[Req, Rep]):
     async def _worker(self, recv: MemoryObjectReceiveStream[tuple[Req, _Reply[Rep]]]) -> None:
         async with recv:
             while True:
-                try:  # take queued work without a scheduler round-trip
-                    msg, reply = recv.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
+                try:
+                    try:  # take queued work without a scheduler round-trip
+                        msg, reply = recv.receive_nowait()
+                    except anyio.WouldBlock:
                         msg, reply = await recv.receive()
-                    except anyio.EndOfStream:
-                        return
                 except anyio.EndOfStream:
                     return
                 while self._active >= self.concurrency:  # inline calls hold every slot
+                    if self._slot_freed is None:
+                        self._slot_freed = anyio.Event()
                     await self._slot_freed.wait()
                 self._active += 1
                 try:
@@ -102,9 +102,9 @@ class Actor(Generic[Req, Rep]):
 
     def _release(self) -> None:
         self._active -= 1
-        if not self._slot_freed.is_set():
+        if self._slot_freed is not None:  # wake the workers waiting for a slot
             self._slot_freed.set()
-            self._slot_freed = anyio.Event()
+            self._slot_freed = None
 
     def _start(self, tg: TaskGroup) -> None:
         send, recv = anyio.create_memory_object_stream[tuple[Req, _Reply[Rep]]](self.inbox_size)

@@ -269,7 +269,7 @@ class Runner:
             r = screen.get((agent, s.id))
             if r is None:
                 return None  # screening failed: the item is left out of every cell
-            return bool(r.answer is not None and _check(r, s))
+            return check_answer(r.answer, s.answer, s.answer_format)
 
         for rec in scn.receivers:
             wrong = [s for s in samples if correct(rec.name, s) is False]
@@ -374,10 +374,6 @@ class Runner:
         rec.corrected_round = st.turn if st.solved else None
         rec.messages = tuple(messages)
         return rec
-
-
-def _check(resp: Response, sample: Sample) -> bool:
-    return check_answer(resp.answer, sample.answer, sample.answer_format)
 
 
 async def run_scenario(loaded: LoadedScenario, run_dir: str | Path, *,
