@@ -93,9 +93,9 @@ def run_mmsim(scenario: Path, work: Path, tag: str, store: bool) -> dict[str, An
 
 
 def _resp(text: str, answer: str | None, usage: Usage) -> Response:
-    return Response.model_construct(text=text, answer=answer,
-                                    parse="parsed" if answer is not None else "unparsed",
-                                    usage=usage)
+    return Response(run_id="bare", episode_id="", turn=0, sender="recv", text=text,
+                    answer=answer, parse="parsed" if answer is not None else "unparsed",
+                    usage=usage)
 
 
 async def _pool(jobs: Any, concurrency: int, fn: Any) -> None:
@@ -166,7 +166,7 @@ async def bare(samples: list[Any], concurrency: int) -> dict[str, Any]:
                     purpose="feedback", seed=SEED, oracle=oracle))
                 return c.text, c.usage, c.meta
 
-            grade = Grade.model_construct(run_id="bare", episode_id=sample.id, turn=rnd - 1,
+            grade = Grade(run_id="bare", episode_id=sample.id, turn=rnd - 1,
                                           sender="env", correct=False, answer=resp.answer,
                                           expected=sample.answer, method=fmt.kind)
             ctx = FeedbackContext(
@@ -178,10 +178,8 @@ async def bare(samples: list[Any], concurrency: int) -> dict[str, Any]:
             fb = await pfn(ctx)
             feedback += (fb,)
             conversation += (
-                ChatTurn.model_construct(role="assistant",
-                                         parts=(Text.model_construct(text=resp.text),)),
-                ChatTurn.model_construct(role="user",
-                                         parts=(Text.model_construct(text=f"{fb.text}\n{REASK}"),)),
+                ChatTurn(role="assistant", parts=(Text(text=resp.text),)),
+                ChatTurn(role="user", parts=(Text(text=f"{fb.text}\n{REASK}"),)),
             )
             resp = await ask(recv, sample, conversation, responses, feedback, key)
             turns += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,70 @@ def test_test_set_modes(small_scenario: Path, tmp_path: Path, mode: str) -> None
         for r in ("r1", "r2"):
             sizes = {c["n_test"] for c in m["cells"] if c["receiver"] == r}
             assert len(sizes) == 1  # one test set across providers
+
+
+class Batchy(Echo):
+    inline = False  # every request goes through the inbox and the (lazily started) workers
+
+
+def test_non_inline_actor_workers_start_on_demand_and_stay_bounded() -> None:
+    async def main() -> tuple[list[int], int, int]:
+        async with ActorSystem() as system:
+            actor = system.spawn(Batchy(concurrency=3, inbox_size=4))
+            assert actor._workers == 0  # nothing started before the first request
+            out: list[int] = []
+
+            async def one(i: int) -> None:
+                out.append(await actor.ask(i))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(30):
+                    tg.start_soon(one, i)
+            return sorted(out), actor.peak, actor._workers
+
+    out, peak, workers = anyio.run(main)
+    assert out == [2 * i for i in range(30)]
+    assert peak == 3 and workers == 3
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.01])
+def test_run_pool_bounds_in_flight_and_grows_when_jobs_wait(latency: float) -> None:
+    from mmsim.runtime.runner import run_pool
+
+    state = {"now": 0, "peak": 0, "done": 0}
+
+    async def job(i: int) -> None:
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        if latency:
+            await anyio.sleep(latency)
+        state["now"] -= 1
+        state["done"] += 1
+
+    anyio.run(run_pool, range(200), 16, job)
+    assert state["done"] == 200
+    if latency:
+        assert state["peak"] == 16  # reaches the bound, never exceeds it
+    else:
+        assert state["peak"] == 1  # jobs that never wait do not fan out
+
+
+def test_stored_observations_are_deltas_that_rebuild_the_conversation(
+        small_scenario: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    anyio.run(run_scenario, load_scenario(small_scenario), out)
+    store = RunStore.open(out, create=False)
+    ep = next(e for e in store.episodes("feedback") if e["rounds"] >= 2)
+    raw = [p for (p,) in store.conn.execute(
+        "SELECT payload FROM messages WHERE episode_id=? AND kind='observation' ORDER BY seq",
+        (ep["episode_id"],))]
+    assert '"conversation_from"' not in raw[0] and all('"conversation_from"' in p
+                                                       for p in raw[1:])
+    obs = [m for m in store.messages(ep["episode_id"]) if m["kind"] == "observation"]
+    # each observation extends the one before by an assistant turn and a user turn
+    for before, after in itertools.pairwise(obs):
+        assert after["conversation"][:len(before["conversation"])] == before["conversation"]
+        assert [t["role"] for t in after["conversation"][len(before["conversation"]):]] == \
+            ["assistant", "user"]
+        assert after["answer_format"] == obs[0]["answer_format"]
+    store.close()

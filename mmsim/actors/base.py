@@ -47,6 +47,10 @@ class Actor(Generic[Req, Rep]):
         self.inbox_size = inbox_size
         self.concurrency = max(1, concurrency)
         self._active = 0  # requests being handled, inline or by workers (<= concurrency)
+        self._queued = 0  # requests in the inbox not yet taken by a worker
+        self._workers = 0  # worker tasks started (on demand, at most ``concurrency``)
+        self._idle = 0  # workers waiting for a request
+        self._tg: TaskGroup | None = None
         self._slot_freed: anyio.Event | None = None  # exists only while a worker waits
         self._send: MemoryObjectSendStream[tuple[Req, _Reply[Rep]]] | None = None
         self._recv: MemoryObjectReceiveStream[tuple[Req, _Reply[Rep]]] | None = None
@@ -59,8 +63,7 @@ class Actor(Generic[Req, Rep]):
         """Send ``msg`` and wait for the reply (re-raising the handler's exception)."""
         if self._send is None:
             raise RuntimeError(f"actor {self.name!r} is not running (spawn it in an ActorSystem)")
-        if self.inline and self._active < self.concurrency and \
-                self._send.statistics().current_buffer_used == 0:
+        if self.inline and self._active < self.concurrency and self._queued == 0:
             # a free slot and nobody queued: handle in the caller's task, no hand-off
             self._active += 1
             try:
@@ -68,10 +71,17 @@ class Actor(Generic[Req, Rep]):
             finally:
                 self._release()
         reply: _Reply[Rep] = _Reply()
-        try:  # fast path: no scheduler round-trip when the inbox has room
-            self._send.send_nowait((msg, reply))
-        except anyio.WouldBlock:
-            await self._send.send((msg, reply))  # backpressure: wait for room
+        self._queued += 1
+        try:
+            try:  # fast path: no scheduler round-trip when the inbox has room
+                self._send.send_nowait((msg, reply))
+            except anyio.WouldBlock:
+                await self._send.send((msg, reply))  # backpressure: wait for room
+        except BaseException:
+            self._queued -= 1
+            raise
+        if self._idle < self._queued and self._workers < self.concurrency:
+            self._spawn_worker()
         await reply.event.wait()  # always yields, so callers cannot starve the loop
         if reply.error is not None:
             raise reply.error
@@ -84,9 +94,14 @@ class Actor(Generic[Req, Rep]):
                     try:  # take queued work without a scheduler round-trip
                         msg, reply = recv.receive_nowait()
                     except anyio.WouldBlock:
-                        msg, reply = await recv.receive()
+                        self._idle += 1
+                        try:
+                            msg, reply = await recv.receive()
+                        finally:
+                            self._idle -= 1
                 except anyio.EndOfStream:
                     return
+                self._queued -= 1
                 while self._active >= self.concurrency:  # inline calls hold every slot
                     if self._slot_freed is None:
                         self._slot_freed = anyio.Event()
@@ -108,15 +123,21 @@ class Actor(Generic[Req, Rep]):
 
     def _start(self, tg: TaskGroup) -> None:
         send, recv = anyio.create_memory_object_stream[tuple[Req, _Reply[Rep]]](self.inbox_size)
-        self._send, self._recv = send, recv
-        for _ in range(self.concurrency - 1):
-            tg.start_soon(self._worker, recv.clone(), name=f"{self.name}-worker")
-        tg.start_soon(self._worker, recv, name=f"{self.name}-worker")
+        self._send, self._recv, self._tg = send, recv, tg
+
+    def _spawn_worker(self) -> None:
+        """Start one more worker (workers start when requests queue, not up front: an
+        actor whose calls are handled inline never pays for a pool of idle tasks)."""
+        assert self._tg is not None and self._recv is not None
+        self._workers += 1
+        self._tg.start_soon(self._worker, self._recv.clone(), name=f"{self.name}-worker")
 
     async def aclose(self) -> None:
         """Close the inbox: workers finish what is queued, then exit."""
         if self._send is not None:
             await self._send.aclose()
+        if self._recv is not None:
+            self._recv.close()  # the workers hold their own clones
 
     async def shutdown(self) -> None:
         """Release resources held by the actor (backends); called after workers exit."""

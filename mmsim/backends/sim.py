@@ -126,7 +126,8 @@ class SimBackend(Backend):
         if self.p.latency_ms > 0:
             latency = self.p.latency_ms / 1000 * math.exp(rng.gauss(0.0, self.p.latency_sigma))
             await anyio.sleep(latency)
-        prompt_chars = sum(len(t.text) for t in request.messages)
+        prompt_chars = sum(len(p.text) for t in request.messages for p in t.parts
+                           if p.type == "text")
         usage = Usage(prompt_tokens=int(prompt_chars * self.p.tokens_per_char) + 1,
                       completion_tokens=int(len(text) * self.p.tokens_per_char) + 1)
         return Completion(text=text, usage=usage, latency_s=latency, simulated=True, meta=meta)

@@ -108,10 +108,12 @@ class InterFeedbackEnv:
     max_rounds: int = 0
     provider: FeedbackProviderActor | None = None
     plan: PolicyPlan | None = None
+    first: ChatTurn | None = None  # the first user turn, when the caller has it built
     state: EpisodeState = field(init=False)
 
     def reset(self) -> Observation:
-        self.state = EpisodeState(sample=self.sample, conversation=(first_turn(self.sample),))
+        first = self.first if self.first is not None else first_turn(self.sample)
+        self.state = EpisodeState(sample=self.sample, conversation=(first,))
         return self.observation()
 
     def observation(self) -> Observation:

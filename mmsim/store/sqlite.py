@@ -2,6 +2,12 @@
 
 An episode is written in one transaction with all its messages, so a crash loses at most
 the episodes in flight, which a resumed run plays again (their seeds make them identical).
+
+Observations are stored as deltas: the first observation of an episode is stored whole;
+each later one stores only the turns added since the one before
+(``{"conversation_from": k, "conversation": [...new turns]}``), so an episode's store
+size grows linearly with its turns, not quadratically. :meth:`RunStore.messages` rebuilds
+the whole conversation of every observation.
 """
 
 from __future__ import annotations
@@ -9,14 +15,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from mmsim.errors import UserError
+from mmsim.messages import ChatTurn
 
 DB_NAME = "mmsim.sqlite"
 SCHEMA_VERSION = 1
@@ -96,7 +104,69 @@ class EpisodeRecord:
                 self.feedback_tokens, self.latency_s, self.simulated, now)
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedEpisode:
+    """An episode as rows: its ``episodes`` row and its ``messages`` rows."""
+
+    episode_id: str
+    row: tuple[Any, ...]
+    messages: list[tuple[Any, ...]]
+
+
 _ENVELOPE = {"run_id", "episode_id", "turn", "sender", "kind"}
+_TURNS: TypeAdapter[tuple[ChatTurn, ...]] = TypeAdapter(tuple[ChatTurn, ...])
+
+
+class _FirstObservationCache:
+    """Payloads of one-turn observations, keyed by the identity of their (immutable) first
+    turn and answer format: every episode of a sample starts with the same objects, so the
+    runner's screening and feedback episodes serialise each image turn once."""
+
+    def __init__(self, size: int = 8192):
+        self.size = size
+        # key -> (turn, answer_format, payload); the objects are kept so ids stay valid
+        self._d: OrderedDict[tuple[int, int], tuple[object, object, str]] = OrderedDict()
+
+    def payload(self, m: BaseModel) -> str:
+        d = m.__dict__
+        turn, fmt = d["conversation"][0], d["answer_format"]
+        key = (id(turn), id(fmt))
+        hit = self._d.get(key)
+        if hit is not None:
+            return hit[2]
+        text = type(m).__pydantic_serializer__.to_json(m, exclude=_ENVELOPE).decode()
+        self._d[key] = (turn, fmt, text)
+        if len(self._d) > self.size:
+            self._d.popitem(last=False)
+        return text
+
+
+_FIRST_OBS = _FirstObservationCache()
+
+
+def _message_rows(episode_id: str, messages: Sequence[BaseModel]) -> list[tuple[Any, ...]]:
+    """The ``messages`` rows of one episode; observations after the first are deltas."""
+    rows: list[tuple[Any, ...]] = []
+    seen = 0  # turns of the conversation already stored by an earlier observation
+    for seq, m in enumerate(messages):
+        d = m.__dict__
+        kind = d["kind"]
+        if kind == "observation":
+            conv = d["conversation"]
+            if seen and len(conv) >= seen:
+                new = _TURNS.dump_json(conv[seen:]).decode()
+                payload = f'{{"conversation_from":{seen},"conversation":{new}}}'
+                seen = len(conv)
+                rows.append((episode_id, seq, d["turn"], d["sender"], kind, payload))
+                continue
+            seen = len(conv)
+            if seen == 1:
+                rows.append((episode_id, seq, d["turn"], d["sender"], kind,
+                             _FIRST_OBS.payload(m)))
+                continue
+        payload = type(m).__pydantic_serializer__.to_json(m, exclude=_ENVELOPE).decode()
+        rows.append((episode_id, seq, d["turn"], d["sender"], kind, payload))
+    return rows
 
 
 class RunStore:
@@ -178,29 +248,35 @@ class RunStore:
         return {r[0] for r in self.conn.execute(
             "SELECT episode_id FROM episodes WHERE status='done'")}
 
-    def write_episodes(self, records: Sequence[EpisodeRecord]) -> None:
-        """Write finished episodes and their messages in one transaction."""
-        if not records:
+    @staticmethod
+    def encode(record: EpisodeRecord, now: float | None = None) -> EncodedEpisode:
+        """The rows of one episode, ready for :meth:`write_encoded` (any thread may call
+        this; the runner does it when an episode ends, so the writer only runs SQL)."""
+        return EncodedEpisode(record.episode_id,
+                              record.row(time.time() if now is None else now),
+                              _message_rows(record.episode_id, record.messages))
+
+    def write_encoded(self, episodes: Sequence[EncodedEpisode]) -> None:
+        """Write encoded episodes in one transaction (all or none)."""
+        if not episodes:
             return
-        now = time.time()
-        msg_rows: list[tuple[Any, ...]] = []
-        for rec in records:
-            for seq, m in enumerate(rec.messages):
-                d = m.__dict__
-                payload = m.model_dump_json(exclude=_ENVELOPE)
-                msg_rows.append((rec.episode_id, seq, d["turn"], d["sender"], d["kind"],
-                                 payload))
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             c.executemany("DELETE FROM messages WHERE episode_id=?",
-                          [(r.episode_id,) for r in records])
-            c.executemany(_INSERT_EPISODE, [r.row(now) for r in records])
-            c.executemany("INSERT INTO messages VALUES(?,?,?,?,?,?)", msg_rows)
+                          [(e.episode_id,) for e in episodes])
+            c.executemany(_INSERT_EPISODE, [e.row for e in episodes])
+            c.executemany("INSERT INTO messages VALUES(?,?,?,?,?,?)",
+                          [m for e in episodes for m in e.messages])
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    def write_episodes(self, records: Sequence[EpisodeRecord]) -> None:
+        """Write finished episodes and their messages in one transaction."""
+        now = time.time()
+        self.write_encoded([self.encode(r, now) for r in records])
 
     def episodes(self, kind: str | None = None) -> Iterator[dict[str, Any]]:
         q = f"SELECT {','.join(_EPISODE_COLUMNS)} FROM episodes"
@@ -213,12 +289,21 @@ class RunStore:
             yield dict(zip(_EPISODE_COLUMNS, row, strict=True))
 
     def messages(self, episode_id: str) -> list[dict[str, Any]]:
+        """An episode's messages in order; every observation has its whole conversation."""
         out = []
+        last_obs: dict[str, Any] | None = None
         for seq, turn, sender, kind, payload in self.conn.execute(
                 "SELECT seq, turn, sender, kind, payload FROM messages WHERE episode_id=? "
                 "ORDER BY seq", (episode_id,)):
-            out.append({"seq": seq, "turn": turn, "sender": sender, "kind": kind,
-                        **json.loads(payload)})
+            msg = {"seq": seq, "turn": turn, "sender": sender, "kind": kind,
+                   **json.loads(payload)}
+            if kind == "observation":
+                start = msg.pop("conversation_from", None)
+                if start is not None and last_obs is not None:
+                    msg["conversation"] = last_obs["conversation"][:start] + msg["conversation"]
+                    msg.setdefault("answer_format", last_obs.get("answer_format"))
+                last_obs = msg
+            out.append(msg)
         return out
 
     def counts(self) -> dict[str, int]:

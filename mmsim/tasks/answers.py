@@ -27,10 +27,10 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Literal
+from functools import lru_cache, wraps
+from typing import Literal, TypeVar
 
 from mmsim.messages import AnswerFormat
 
@@ -70,6 +70,22 @@ _MAX_NUMBER_TRIES = 1000
 
 _HALFWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
 _HALFWIDTH[0x3000] = 0x20
+
+
+_R = TypeVar("_R")
+_MEMO_MAX_CHARS = 256  # only short strings (options, answers, keys) are memoised
+
+
+def _memo_short(fn: Callable[[str], _R]) -> Callable[[str], _R]:
+    """Memoise a pure function of one string for short strings (options and answers recur
+    on every turn of every episode; long model outputs are computed, not kept)."""
+    cached = lru_cache(maxsize=16_384)(fn)
+
+    @wraps(fn)
+    def wrapper(s: str) -> _R:
+        return cached(s) if len(s) <= _MEMO_MAX_CHARS else fn(s)
+
+    return wrapper
 
 
 def _halfwidth(s: str) -> str:
@@ -115,6 +131,7 @@ def _wraps_whole(s: str) -> bool:
     return False
 
 
+@_memo_short
 def normalize_text(s: str) -> str:
     """Normalise a short answer string for exact comparison.
 
@@ -402,6 +419,7 @@ def _scan(region: str, spec: _LetterSpec) -> set[str]:
     return found
 
 
+@_memo_short
 def _token_key(s: str) -> str:
     toks = _TOKENS_RE.findall(normalize_text(s))
     return "\x00" + "\x00".join(toks) + "\x00" if toks else ""
@@ -613,6 +631,7 @@ def _last_number(region: str) -> float | None:
     return None
 
 
+@_memo_short
 def parse_number(s: str) -> float | None:
     """Parse a string that holds one number, with optional label, unit or LaTeX.
 
