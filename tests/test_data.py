@@ -566,3 +566,28 @@ def test_synthetic_bad_options(tmp_path: Path, options: dict[str, Any], field: s
     with pytest.raises(DataError) as info:
         _load(load_synthetic, options, tmp_path)
     assert info.value.field == field and "synthetic" in str(info.value)
+
+
+def test_synthetic_index_reloads_identical_samples_and_redraws_missing(tmp_path: Path) -> None:
+    from mmsim.data.synthetic import load_synthetic
+
+    opts = {"size": 30, "seed": 3}
+    t0 = time.perf_counter()
+    first = load_synthetic(opts, base_dir=tmp_path, cache_dir=tmp_path, limit=None)
+    draw_s = time.perf_counter() - t0
+    assert list((tmp_path / "synthetic" / "seed3").glob("index-*.jsonl"))
+    t0 = time.perf_counter()
+    again = load_synthetic(opts, base_dir=tmp_path, cache_dir=tmp_path, limit=None)
+    read_s = time.perf_counter() - t0
+    assert again == first
+    assert read_s < draw_s  # read from the index, not drawn
+    # a missing image is drawn again, byte-identical
+    victim = Path(first[4].images[0].uri)
+    data = victim.read_bytes()
+    victim.unlink()
+    third = load_synthetic(opts, base_dir=tmp_path, cache_dir=tmp_path, limit=None)
+    assert third == first and victim.read_bytes() == data
+    # a larger size extends the index with the same prefix
+    more = load_synthetic({"size": 40, "seed": 3}, base_dir=tmp_path, cache_dir=tmp_path,
+                          limit=None)
+    assert more[:30] == first and len(more) == 40

@@ -14,7 +14,9 @@ Each family alternates multiple choice (4 or 5 lettered options listed as
 is drawn from its own RNG seeded by ``(seed, index)``, so ``limit`` yields a prefix of
 the same samples and re-running with the same seed gives identical samples and
 byte-identical PNGs (written once, under content-hash names, to
-``cache_dir/synthetic/seed{seed}``).
+``cache_dir/synthetic/seed{seed}``). The samples are indexed there too
+(``index-v1-<families>.jsonl``), so loading the same items again (a resumed run) reads
+them instead of drawing them; an entry whose image file is missing is drawn again.
 
 ``difficulty`` is a logit in about [-2, 2.5] computed from the item's parameters (more
 objects, larger numbers, more bars, occlusion, no value labels => harder; free-form is
@@ -546,7 +548,52 @@ def load_synthetic(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
         size = min(size, limit)
     folder = cache_dir / "synthetic" / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    return [make_sample(seed, i, families, folder)[0] for i in range(size)]
+    index = folder / f"index-{_INDEX_VERSION}-{'-'.join(families)}.jsonl"
+    cached = _read_index(index, size)
+    samples: list[Sample] = []
+    fresh: list[str] = []
+    for i in range(size):
+        s = cached[i] if i < len(cached) else None
+        if s is None or not all(Path(im.uri).is_file() for im in s.images):
+            s = make_sample(seed, i, families, folder)[0]
+            fresh.append(s.model_dump_json())
+        samples.append(s)
+    if fresh:
+        _write_index(index, [s.model_dump_json() for s in samples])
+    return samples
+
+
+_INDEX_VERSION = "v1"  # bump when generation changes, so stale indexes are ignored
+
+
+def _read_index(path: Path, size: int) -> list[Sample | None]:
+    """The indexed samples (a line that does not parse is drawn again)."""
+    out: list[Sample | None] = []
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if len(out) >= size:
+                    break
+                try:
+                    out.append(Sample.model_validate_json(line))
+                except ValueError:
+                    out.append(None)
+    except (OSError, UnicodeDecodeError):
+        return []
+    return out
+
+
+def _write_index(path: Path, lines: list[str]) -> None:
+    """Replace the index atomically (it only ever grows: a longer one is kept)."""
+    try:
+        if len(_read_index(path, len(lines) + 1)) > len(lines):
+            return
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jsonl")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the index is a cache: failing to write it only costs a redraw later
 
 
 __all__ = ["FAMILIES", "load_synthetic", "make_sample"]
