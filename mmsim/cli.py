@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import shlex
+import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from mmsim.errors import UserError
+from mmsim.errors import StoreError, UserError
+
+if TYPE_CHECKING:
+    from mmsim.protocols.classification.scenario import LoadedClassification
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Interactive evaluation of multimodal models as simulations.")
@@ -22,9 +28,16 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 200)
 
 
-def _fail(exc: UserError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
+def _fail(exc: UserError | StoreError) -> typer.Exit:
+    """Exit 2 for bad input (UserError), 3 for a store that cannot be written (StoreError:
+    locked, disk full; rerunning resumes) — one line on stderr, never a traceback."""
+    err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False,
+              soft_wrap=True)
+    return typer.Exit(3 if isinstance(exc, StoreError) else 2)
+
+
+def _same_command() -> str:
+    return shlex.join(["mmsim", *sys.argv[1:]])
 
 
 def _plugins(plugins: list[Path] | None) -> None:
@@ -70,26 +83,39 @@ def run(
     from mmsim.metrics import compute
     from mmsim.report import print_table
     from mmsim.runtime import Progress, default_run_dir, run_scenario
-    from mmsim.scenario import load_scenario
+    from mmsim.scenario import LoadedScenario, load_any_scenario
     from mmsim.store import RunStore
 
     mlog.configure(log_level)
     try:
         _plugins(plugin)
-        loaded = load_scenario(scenario, overrides=set_, limit=limit)
+        loaded_any = load_any_scenario(scenario, overrides=set_, limit=limit)
+        if not isinstance(loaded_any, LoadedScenario):  # kind: classification
+            _run_classification(loaded_any, out_dir, progress)
+            return
+        loaded = loaded_any
         run_dir = out_dir or default_run_dir(loaded.scenario)
+        if any(p.channel == "terminal" for p in loaded.scenario.providers):
+            progress = False  # a person answers prompts on this terminal: no live bar
         bar = RichProgress("[progress.description]{task.description}", BarColumn(),
                            MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                            console=err, disable=not progress, transient=False)
         with bar:
             prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
-            result = anyio.run(lambda: run_scenario(loaded, run_dir, progress=prog))
-    except UserError as exc:
+            result = anyio.run(lambda: run_scenario(loaded, run_dir, progress=prog,
+                                                    handle_signals=True))
+    except (UserError, StoreError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: finished episodes are saved; rerun the same "
-                  "command to resume.")
+        err.print("interrupted: finished episodes are saved; resume with: "
+                  f"{_same_command()}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
+    if result.interrupted is not None:
+        name = signal.Signals(result.interrupted).name
+        err.print(f"interrupted ({name}): {result.played + result.skipped} episodes saved in "
+                  f"{run_dir}; resume with: {_same_command()}", markup=False,
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(128 + result.interrupted)
     store = RunStore.open(run_dir, create=False)
     try:
         metrics = compute(store, resamples=loaded.scenario.run.bootstrap,
@@ -103,16 +129,50 @@ def run(
     print_table(metrics, out)
 
 
+def _run_classification(loaded: LoadedClassification, out_dir: Path | None,
+                        progress: bool) -> None:
+    """``mmsim run`` for a ``kind: classification`` scenario (inside run's error handling)."""
+    from mmsim.protocols.classification import compute as cls_compute
+    from mmsim.protocols.classification import print_table as cls_table
+    from mmsim.protocols.classification import run_classification
+    from mmsim.protocols.classification.runner import default_run_dir
+    from mmsim.runtime import Progress
+    from mmsim.store import RunStore
+
+    run_dir = out_dir or default_run_dir(loaded.scenario)
+    bar = RichProgress("[progress.description]{task.description}", BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                       console=err, disable=not progress, transient=False)
+    with bar:
+        prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
+        result = anyio.run(lambda: run_classification(loaded, run_dir, progress=prog))
+    store = RunStore.open(run_dir, create=False)
+    try:
+        metrics = cls_compute(store)
+    finally:
+        store.close()
+    err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
+              f"{result.skipped} already done, {result.failed} failed, "
+              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
+              soft_wrap=True, highlight=False)
+    cls_table(metrics, out)
+
+
 @app.command()
 def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> None:
     """Check a scenario file without running it."""
-    from mmsim.scenario import load_scenario
+    from mmsim.scenario import LoadedScenario, load_any_scenario
 
     try:
         _plugins(plugin)
-        loaded = load_scenario(scenario, overrides=set_)
+        loaded = load_any_scenario(scenario, overrides=set_)
     except UserError as exc:
         raise _fail(exc) from None
+    if not isinstance(loaded, LoadedScenario):  # kind: classification
+        c = loaded.scenario
+        out.print(f"{scenario}: ok — classification: {len(c.models)} models x "
+                  f"{len(c.encoders)} encoders on dataset {c.dataset.name!r}")
+        return
     s = loaded.scenario
     out.print(f"{scenario}: ok — {len(s.receivers)} receivers x {len(s.providers)} providers "
               f"x {len(s.policies)} policies on dataset {s.dataset.name!r}")
@@ -120,31 +180,134 @@ def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> N
 
 @app.command()
 def report(
-    run_dir: Path,
-    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directory; several for --format html (one page, a section per run).")],
+    format: Annotated[str, typer.Option("--format", help="table, json or html")] = "table",
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Write to this file (html: default report.html).")] = None,
+    max_episodes: Annotated[int, typer.Option(
+        "--max-episodes", min=0, help="html: transcripts embedded per run (stratified "
+        "by outcome).")] = 500,
+    plugin: PluginOpt = None,
 ) -> None:
-    """Print a run's metrics (table, or one JSON object documented in docs/metrics.md)."""
-    from mmsim.metrics import compute
+    """Report a run's metrics: a table, one JSON object (docs/metrics.md), or a
+    self-contained HTML page with plots and a transcript viewer (docs/reports.md)."""
     from mmsim.report import print_table
+    from mmsim.report.html import run_metrics, write_html
+    from mmsim.store import RunStore
+
+    if format not in ("table", "json", "html"):
+        raise _fail(UserError("must be 'table', 'json' or 'html'", where="--format"))
+    try:
+        _plugins(plugin)
+        if format == "html":
+            import mmsim.protocols.classification.html  # noqa: F401  (registers its section)
+
+            dest = output or Path("report.html")
+            info = write_html(list(run_dirs), dest, max_episodes=max_episodes)
+            err.print(f"wrote {dest} ({info.bytes / 1e6:.1f} MB): {info.runs} run(s), "
+                      f"{info.episodes_embedded} of {info.episodes_total} episodes embedded, "
+                      f"{info.images} images", highlight=False, soft_wrap=True)
+            return
+        if format == "json" and len(run_dirs) > 1:
+            raise UserError("--format json takes one RUN_DIR (use --format html for several)",
+                            where="RUN_DIR")
+        all_metrics = []
+        for run_dir in run_dirs:
+            store = RunStore.open(run_dir, create=False)
+            try:
+                metrics = run_metrics(store)
+                if metrics.get("kind") == "classification":
+                    from mmsim.protocols.classification import compute as cls_compute
+
+                    metrics = cls_compute(store)
+                all_metrics.append(metrics)
+            finally:
+                store.close()
+    except UserError as exc:
+        raise _fail(exc) from None
+    if format == "json":
+        text = json.dumps(all_metrics[0], indent=2, sort_keys=False) + "\n"
+        if output is not None:
+            output.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+    else:
+        for metrics in all_metrics:
+            if metrics.get("kind") == "classification":
+                from mmsim.protocols.classification import print_table as cls_table
+
+                cls_table(metrics, out)
+            else:
+                print_table(metrics, out)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Baseline run directory (A).")],
+    run_b: Annotated[Path, typer.Argument(help="Run directory compared with it (B).")],
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    resamples: Annotated[int, typer.Option(min=0, help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+) -> None:
+    """B minus A per receiver x provider x policy: accuracy, correction rate and parse-failure
+    rate, with paired bootstrap intervals over shared items (docs/metrics.md)."""
+    from mmsim.metrics.compare import compare as compare_runs
+    from mmsim.report.compare import print_compare
     from mmsim.store import RunStore
 
     if format not in ("table", "json"):
         raise _fail(UserError("must be 'table' or 'json'", where="--format"))
     try:
-        store = RunStore.open(run_dir, create=False)
+        sa = RunStore.open(run_a, create=False)
+        try:
+            sb = RunStore.open(run_b, create=False)
+        except UserError:
+            sa.close()
+            raise
     except UserError as exc:
         raise _fail(exc) from None
     try:
-        run = store.run()
-        scenario = run["scenario"] if run else {}
-        metrics = compute(store, resamples=int(scenario.get("run", {}).get("bootstrap", 1000)),
-                          seed=int(scenario.get("seed", 0)))
+        result = compare_runs(sa, sb, resamples=resamples, seed=seed, run_dir_a=str(run_a),
+                              run_dir_b=str(run_b))
     finally:
-        store.close()
+        sa.close()
+        sb.close()
     if format == "json":
-        sys.stdout.write(json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
-        print_table(metrics, out)
+        print_compare(result, out)
+
+
+@app.command()
+def export(
+    run_dir: Path,
+    format: Annotated[str, typer.Option("--format", help="jsonl, csv or parquet")] = "jsonl",
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Episodes file (default RUN_DIR/episodes.FORMAT; '-' for "
+        "stdout, jsonl/csv only).")] = None,
+    messages: Annotated[bool, typer.Option(
+        "--messages", help="Also export messages, to <output stem>.messages.FORMAT.")] = False,
+) -> None:
+    """Export a run's episodes (and messages) as rows (docs/reports.md)."""
+    from mmsim.store import RunStore
+    from mmsim.store.export import FORMATS, export_run
+
+    if format not in FORMATS:
+        raise _fail(UserError(f"must be one of {', '.join(FORMATS)}", where="--format"))
+    dest: Path | None = run_dir / f"episodes.{format}" if output is None else output
+    if dest is not None and str(dest) == "-":
+        dest = None
+    try:
+        store = RunStore.open(run_dir, create=False)
+        try:
+            result = export_run(store, format, dest, messages=messages)
+        finally:
+            store.close()
+    except UserError as exc:
+        raise _fail(exc) from None
+    for what, r in result.items():
+        err.print(f"{what}: {r['rows']} rows -> {r['path']}", highlight=False, soft_wrap=True)
 
 
 @app.command("list")
@@ -159,14 +322,80 @@ def list_(plugin: PluginOpt = None) -> None:
         _plugins(plugin)
     except UserError as exc:
         raise _fail(exc) from None
+    from mmsim.protocols.classification import CLS_DATASETS, ENCODERS
+
     for title, reg in (("backends", BACKENDS), ("policies", POLICIES), ("datasets", DATASETS),
-                       ("tasks", TASKS)):
+                       ("tasks", TASKS), ("classification datasets", CLS_DATASETS),
+                       ("encoders", ENCODERS)):
         t = Table(title=title, title_justify="left", show_header=False)
         t.add_column("name", style="bold")
         t.add_column("description")
         for name, doc in reg.describe():
             t.add_row(name, doc)
         out.print(t)
+
+
+@app.command()
+def fit(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory to fit twins to.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Twin scenario to write "
+                      "(the fit itself goes to <stem>.fit.json).")] = Path("twin.yaml"),
+    difficulty: Annotated[str, typer.Option(help="Item difficulty: data (the dataset's), "
+                          "fit (estimated per item) or auto.")] = "auto",
+    check: Annotated[bool, typer.Option(help="Check the twin reproduces its source run.")
+                     ] = True,
+    predict: Annotated[Path | None, typer.Option(
+        "--predict", help="Another run (other rounds/policies, same agents) to predict "
+        "and calibrate against.")] = None,
+    draws: Annotated[int, typer.Option(min=20, help="Posterior predictive draws.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the fit's random draws.")] = 0,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plugin: PluginOpt = None,
+) -> None:
+    """Fit sim twins of a run's agents (docs/twins.md) and write them as a scenario."""
+    from mmsim.twins import fit_twins
+
+    if difficulty not in ("auto", "data", "fit"):
+        raise _fail(UserError("must be auto, data or fit", where="--difficulty"))
+    try:
+        _plugins(plugin)
+        fit_twins(run_dir, output, difficulty=difficulty, check=check, predict=predict,
+                  draws=draws, seed=seed, json_out=json_, console=out, err=err)
+    except (UserError, StoreError) as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def plan(
+    scenario: Annotated[Path, typer.Argument(help="Scenario of sim agents (e.g. a twin).")],
+    target: Annotated[str, typer.Option(help="ci_width=W (95% CI width of the metric) or "
+                      "mdd=D (minimum detectable difference, --compare).")] = "ci_width=0.05",
+    metric: Annotated[str, typer.Option(help="correction_rate or accuracy")] = "correction_rate",
+    compare: Annotated[str | None, typer.Option(help="Two receivers A,B for mdd.")] = None,
+    cell: Annotated[list[str] | None, typer.Option(
+        help="receiver/provider/policy cell(s) to plan for (default: all, the widest).")]
+        = None,
+    items: Annotated[str, typer.Option(help="Item counts to try.")] =
+        "25,50,100,200,400,800",
+    seeds: Annotated[str, typer.Option(help="Seed counts to try.")] = "1,2,4",
+    max_rounds: Annotated[int | None, typer.Option(help="Largest round budget to try "
+                          "(default: the scenario's, at least 5).")] = None,
+    reps: Annotated[int, typer.Option(min=20, help="Replicate studies per design.")] = 100,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    set_: SetOpt = None,
+    plugin: PluginOpt = None,
+) -> None:
+    """Recommend items, seeds and rounds for a target precision by simulating twins."""
+    from mmsim.twins import plan_scenario
+
+    try:
+        _plugins(plugin)
+        plan_scenario(scenario, target=target, metric=metric, compare=compare, cells=cell,
+                      items=items, seeds=seeds, max_rounds=max_rounds, reps=reps, seed=seed,
+                      json_out=json_, overrides=set_, console=out)
+    except UserError as exc:
+        raise _fail(exc) from None
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ class UserError(MmsimError):
             head += f"{self.where}: "
         if self.field:
             head += f"{self.field}: "
-        return f"{head}{self.message}"
+        return " ".join(f"{head}{self.message}".split())  # one line, whatever the message
 
 
 class ScenarioError(UserError):
@@ -44,9 +44,36 @@ class PluginError(UserError):
     """A plugin file or entry point that fails to load or register."""
 
 
+class StoreError(MmsimError):
+    """The run store cannot be written (locked by another process past the busy timeout,
+    disk full, I/O error). The run stops: episodes already committed are kept, and rerunning
+    the same command resumes once the cause is fixed. The CLI exits 3.
+
+    Args:
+        message: what failed and what to do about it.
+        where: the store file.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None):
+        self.message = message
+        self.where = where
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
 class InfrastructureError(MmsimError):
     """A backend/server failure (timeouts, HTTP errors, malformed replies) after retries.
 
     The episode it happens in is recorded as *failed* with this reason and is never scored
     as a wrong answer; a resumed run tries it again.
+
+    Args:
+        message: the reason.
+        retries: how many retries were spent before giving up (shown in reports).
     """
+
+    def __init__(self, message: str = "", *, retries: int = 0):
+        super().__init__(message)
+        self.retries = retries

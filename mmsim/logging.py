@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is *now* (a stream bound at configure time may
+    have been replaced and closed since: test runners, embedding applications)."""
+
+    def write(self, s: str) -> int:
+        stream: TextIO | None = sys.stderr
+        if stream is None or stream.closed:
+            return 0
+        return stream.write(s)
+
+    def flush(self) -> None:
+        stream = sys.stderr
+        if stream is not None and not stream.closed:
+            stream.flush()
 
 
 def configure(level: str = "info", *, json: bool | None = None) -> None:
@@ -19,6 +36,6 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
                     structlog.processors.TimeStamper(fmt="iso"), renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

@@ -93,9 +93,12 @@ class AnswerFormat(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens a call used, and how many times it was retried (infrastructure faults)."""
+
     model_config = _FROZEN
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    retries: int = 0
 
 
 class Envelope(BaseModel):

@@ -99,16 +99,29 @@ def load_plugin_file(path: str | Path) -> None:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except UserError:
+    except UserError as exc:
         del sys.modules[name]
+        if exc.where is None:  # e.g. a name already registered: say where in the plugin
+            exc.where = code_location(exc, str(p))
+            exc.args = (exc.one_line(),)
         raise
+    except SyntaxError as exc:
+        del sys.modules[name]
+        where = f"{p}:{exc.lineno}" if exc.lineno else str(p)
+        raise PluginError(f"plugin has a syntax error: {exc.msg}", where=where) from None
     except Exception as exc:
         del sys.modules[name]
-        tb = exc.__traceback__
-        line = None
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == str(p):
-                line = tb.tb_lineno
-            tb = tb.tb_next
-        where = f"{p}:{line}" if line else str(p)
-        raise PluginError(f"plugin raised {type(exc).__name__}: {exc}", where=where) from exc
+        raise PluginError(f"plugin raised {type(exc).__name__}: {exc}",
+                          where=code_location(exc, str(p))) from exc
+
+
+def code_location(exc: BaseException, filename: str, default_line: int | None = None) -> str:
+    """``"file:line"`` of the deepest frame of ``exc``'s traceback in ``filename`` (the
+    line of a plugin that raised), else ``file:default_line``, else ``file``."""
+    line = default_line
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{filename}:{line}" if line else filename

@@ -2,19 +2,21 @@
 
 A ``HumanProxy`` is a FeedbackProvider whose ``generate`` reaches a person (terminal, web
 page, replay of recorded feedback): it takes the same :class:`FeedbackRequest` and returns
-the same :class:`Feedback`, so it can stand in for a model provider in any scenario.
+the same :class:`Feedback`, so it can stand in for a model provider in any scenario. It
+lives in :mod:`mmsim.actors.human` and overrides :meth:`FeedbackProviderActor.provider_call`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from mmsim.actors.base import Actor
 from mmsim.backends.base import Backend, GenerateRequest, Oracle
 from mmsim.data.sample import Sample
-from mmsim.errors import InfrastructureError
+from mmsim.errors import InfrastructureError, PluginError, UserError
 from mmsim.messages import (
     ChatTurn,
     Feedback,
@@ -26,6 +28,7 @@ from mmsim.messages import (
     Verdict,
 )
 from mmsim.policies.base import FeedbackContext, PolicyFn
+from mmsim.registry import code_location
 from mmsim.tasks.answers import extract_answer
 
 
@@ -53,7 +56,7 @@ class ModelActor(Actor[tuple[Observation, AskContext], Response]):
                 messages=obs.conversation, purpose="answer", seed=ctx.seed, oracle=ctx.oracle))
         except InfrastructureError as exc:
             return Response(**env, text="", answer=None, parse="error", error=str(exc),
-                            simulated=self.backend.simulated)
+                            usage=Usage(retries=exc.retries), simulated=self.backend.simulated)
         answer = extract_answer(c.text, obs.answer_format)
         return Response(**env, text=c.text, answer=answer,
                         parse="parsed" if answer is not None else "unparsed",
@@ -86,7 +89,10 @@ class FeedbackProviderActor(Actor[FeedbackRequest, Feedback]):
         super().__init__(name, **kw)
         self.backend = backend
 
-    async def handle(self, msg: FeedbackRequest) -> Feedback:
+    def provider_call(self, msg: FeedbackRequest
+                      ) -> Callable[[str], Coroutine[Any, Any, tuple[str, Usage, dict[str, Any]]]]:
+        """What ``ctx.ask_provider(prompt)`` calls for ``msg`` (a HumanProxy overrides it
+        to reach its channel instead of a model)."""
         oracle = Oracle(sample=msg.sample, responses=msg.responses, feedback=msg.feedback,
                         episode_key=msg.episode_key)
 
@@ -96,14 +102,32 @@ class FeedbackProviderActor(Actor[FeedbackRequest, Feedback]):
                 purpose="feedback", seed=msg.seed, oracle=oracle))
             return c.text, c.usage, c.meta
 
+        return generate
+
+    async def handle(self, msg: FeedbackRequest) -> Feedback:
         g = msg.grade
         ctx = FeedbackContext(
             sample=msg.sample, conversation=msg.conversation, responses=msg.responses,
             grade=g, round=msg.round, policy=msg.policy_name, provider=self.name,
-            options=msg.options, _generate=generate,
+            options=msg.options, _generate=self.provider_call(msg),
             _envelope={"run_id": g.run_id, "episode_id": g.episode_id, "turn": g.turn,
                        "sender": self.name})
-        return await msg.policy(ctx)
+        try:
+            fb = await msg.policy(ctx)
+            if not isinstance(fb, Feedback):
+                raise TypeError(f"returned {type(fb).__name__}, not a Feedback (build it with "
+                                "ctx.feedback(text, kind=...))")
+            return fb
+        except (UserError, InfrastructureError):
+            raise
+        except Exception as exc:  # a bug in a user's policy stops the run (exit 2), named
+            code = getattr(msg.policy, "__code__", None)
+            module = getattr(msg.policy, "__module__", "") or ""
+            if code is None or module.startswith("mmsim."):  # mmsim's own: a bug, not input
+                raise
+            raise PluginError(f"policy {msg.policy_name!r} raised {type(exc).__name__}: {exc}",
+                              where=code_location(exc, code.co_filename,
+                                                  code.co_firstlineno)) from exc
 
     async def shutdown(self) -> None:
         await self.backend.aclose()
@@ -150,7 +174,7 @@ class JudgeActor(Actor[JudgeRequest, Verdict]):
                                      scale=msg.scale)
         env = {"run_id": msg.run_id, "episode_id": msg.episode_id, "turn": msg.turn,
                "sender": self.name}
-        pt = ct = 0
+        pt = ct = retries = 0
         text = ""
         for attempt in range(self.retries + 1):
             c = await self.backend.generate(GenerateRequest(
@@ -158,14 +182,16 @@ class JudgeActor(Actor[JudgeRequest, Verdict]):
                 seed=msg.seed + attempt, oracle=msg.oracle))
             pt += c.usage.prompt_tokens
             ct += c.usage.completion_tokens
+            retries += c.usage.retries
             text = c.text
             m = _SCORE.search(text)
             if m and 0 <= float(m.group(1)) <= msg.scale:
                 reason = text[m.end():].strip().removeprefix("Reason:").strip()
                 return Verdict(**env, score=float(m.group(1)) / msg.scale, reason=reason,
-                               usage=Usage(prompt_tokens=pt, completion_tokens=ct))
+                               usage=Usage(prompt_tokens=pt, completion_tokens=ct,
+                                           retries=retries))
         return Verdict(**env, score=None, reason=text[:500], parse="unparsed",
-                       usage=Usage(prompt_tokens=pt, completion_tokens=ct))
+                       usage=Usage(prompt_tokens=pt, completion_tokens=ct, retries=retries))
 
     async def shutdown(self) -> None:
         await self.backend.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from mmsim.data.sample import Sample
 from mmsim.messages import ChatTurn, Feedback, Response, Usage
@@ -44,6 +44,14 @@ class Completion:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class ResponseCache(Protocol):
+    """A run's response cache (the store implements it): JSON values by request hash."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+
 class Backend:
     """Base class of backends. ``simulated`` is True for agents that are not models."""
 
@@ -62,6 +70,10 @@ class Backend:
 
     async def aclose(self) -> None:
         """Release connections, servers, GPU memory."""
+
+    def attach_cache(self, cache: ResponseCache | None, enabled: bool | None = None) -> None:
+        """Give the backend the run's response cache. ``enabled`` is the agent's ``cache:``
+        (None: cache deterministic requests only). Backends without a cache ignore it."""
 
 
 BackendFactory = Callable[[str, dict[str, Any]], Backend]

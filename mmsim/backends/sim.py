@@ -53,6 +53,9 @@ class SimParams(BaseModel):
     latency_ms: float = Field(0.0, ge=0)
     latency_sigma: float = Field(0.3, ge=0)
     tokens_per_char: float = Field(0.25, ge=0)
+    #: Difficulty by sample id, overriding the sample's own (fitted twins carry their items'
+    #: estimated difficulties: ``mmsim fit --difficulty fit``, docs/twins.md).
+    item_difficulty: dict[str, float] = Field(default_factory=dict)
 
 
 def seeded_rng(*parts: object) -> random.Random:
@@ -144,7 +147,8 @@ class SimBackend(Backend):
         p = self.p
         fmt = sample.answer_format
         truth = sample.answer
-        difficulty = sample.difficulty if sample.difficulty is not None else 0.0
+        difficulty = p.item_difficulty.get(
+            sample.id, sample.difficulty if sample.difficulty is not None else 0.0)
         previous = [r.answer for r in oracle.responses if r.answer is not None]
         if not oracle.feedback:  # first answer
             p_correct = p.memorized + (1 - p.memorized) * _sigmoid(

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +123,12 @@ def _write_once(folder: Path, name: str, data: bytes) -> Path:
 
 def _probe(data: bytes, *, where: str, field: str) -> tuple[str, int, int]:
     """(PIL format, width, height) of image bytes, verified by PIL, else a DataError."""
-    try:
-        with PILImage.open(io.BytesIO(data)) as im:
-            fmt, (width, height) = im.format or "", im.size
-            im.verify()
+    try:  # a decompression-bomb sized image (> PIL's MAX_IMAGE_PIXELS) is refused
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data)) as im:
+                fmt, (width, height) = im.format or "", im.size
+                im.verify()
     except Exception as exc:
         raise DataError(f"unreadable image bytes ({type(exc).__name__}: {exc})",
                         where=where, field=field) from exc
@@ -278,9 +281,19 @@ def _read_rows(path: Path) -> tuple[list[dict[str, Any]], Any]:
     pyarrow ChunkedArray, read per kept row) or None (JSON: ``image`` stays in the row)."""
     if path.suffix.lower() == ".json":
         try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raw = path.read_bytes()
+            rows = json.loads(raw.decode("utf-8"))
+        except OSError as exc:
             raise DataError(f"not a readable JSON file ({exc})", where=str(path)) from exc
+        except UnicodeDecodeError as exc:
+            line = raw[:exc.start].count(b"\n") + 1
+            raise DataError(f"not UTF-8 text (byte {exc.start})", where=f"{path}:{line}") \
+                from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg}, column {exc.colno})",
+                            where=f"{path}:{exc.lineno}") from None
+        except RecursionError:
+            raise DataError("JSON nested too deeply", where=str(path)) from None
         if not isinstance(rows, list):
             raise DataError("expected a JSON list of rows", where=str(path))
         for i, row in enumerate(rows):

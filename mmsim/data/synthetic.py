@@ -44,6 +44,7 @@ from mmsim.data import dataset
 from mmsim.data.sample import Sample
 from mmsim.errors import DataError
 from mmsim.messages import AnswerFormat, Image
+from mmsim.registry import did_you_mean
 
 FAMILIES: tuple[str, ...] = ("math", "counting", "chart")
 """The synthetic task families, in their default mixing order."""
@@ -453,8 +454,9 @@ _GENERATORS: dict[str, Callable[[random.Random, str], _Item]] = {
 def _options(options: dict[str, Any]) -> tuple[int, int, tuple[str, ...]]:
     unknown = sorted(set(options) - set(_OPTION_KEYS))
     if unknown:
-        raise DataError(f"unknown option(s) {', '.join(map(repr, unknown))}; known: "
-                        + ", ".join(_OPTION_KEYS), where=_WHERE, field=unknown[0])
+        hint = did_you_mean(str(unknown[0]), list(_OPTION_KEYS))
+        raise DataError(f"unknown option(s) {', '.join(map(repr, unknown))}{hint}; known: "
+                        + ", ".join(_OPTION_KEYS), where=_WHERE, field=str(unknown[0]))
     seed = options.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise DataError(f"seed must be a non-negative integer, got {seed!r}", where=_WHERE,

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsim.metrics.human import human_metrics
 from mmsim.store import RunStore
 
 
@@ -43,6 +44,93 @@ def _chance(n_options: int, rounds: int) -> float:
     if n_options < 2:
         return 0.0
     return min(1.0, rounds / (n_options - 1))
+
+
+def _prices(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {a["name"]: a["prices"] for role in ("receivers", "providers")
+            for a in scenario.get(role, []) if a.get("prices")}
+
+
+def _cost(prices: dict[str, Any] | None, prompt: int, completion: int) -> float | None:
+    if prices is None:
+        return None
+    return (prompt * float(prices["input"]) + completion * float(prices["output"])) / 1e6
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else a + b
+
+
+def usage_figures(store: RunStore, scenario: dict[str, Any]) -> dict[str, Any]:
+    """Retries and token cost per agent, per cell and per role, over every episode (failed
+    ones included: their calls were made). A feedback episode's round-0 answer is the
+    screening answer, counted once (in screening)."""
+    prices = _prices(scenario)
+    receivers = {a["name"] for a in scenario.get("receivers", [])}
+    zero = {"screening": 0.0, "receiver": 0.0, "provider": 0.0}
+    agent_cost: dict[str, dict[str, float]] = defaultdict(lambda: dict(zero))
+    agent_retries: dict[str, int] = defaultdict(int)
+    cell_cost: dict[tuple[str, str, str], dict[str, float]] = defaultdict(
+        lambda: {"receiver": 0.0, "provider": 0.0})
+    cell_retries: dict[tuple[str, str, str], dict[str, int]] = defaultdict(
+        lambda: {"receiver": 0, "provider": 0})
+    first: dict[tuple[str, str], tuple[int, int]] = {}
+    for ep in store.episodes("screen"):
+        name = ep["receiver"]
+        agent_retries[name] += ep["retries"]
+        first[(name, ep["sample_id"])] = (ep["prompt_tokens"], ep["completion_tokens"])
+        agent_cost[name]["screening"] += _cost(prices.get(name), ep["prompt_tokens"],
+                                               ep["completion_tokens"]) or 0.0
+    for ep in store.episodes("feedback"):
+        r, p = ep["receiver"], ep["provider"]
+        key = (r, p, ep["policy"])
+        f_pt, f_ct = first.get((r, ep["sample_id"]), (0, 0))
+        rc = _cost(prices.get(r), max(0, ep["prompt_tokens"] - f_pt),
+                   max(0, ep["completion_tokens"] - f_ct)) or 0.0
+        fct = ep["feedback_completion_tokens"]
+        pc = _cost(prices.get(p), ep["feedback_tokens"] - fct, fct) or 0.0
+        agent_cost[r]["receiver"] += rc
+        agent_cost[p]["provider"] += pc
+        cell_cost[key]["receiver"] += rc
+        cell_cost[key]["provider"] += pc
+        agent_retries[r] += ep["retries"]
+        agent_retries[p] += ep["feedback_retries"]
+        cell_retries[key]["receiver"] += ep["retries"]
+        cell_retries[key]["provider"] += ep["feedback_retries"]
+    currencies = {str(v.get("currency", "USD")) for v in prices.values()}
+    currency = currencies.pop() if len(currencies) == 1 else "mixed"
+    agents: dict[str, dict[str, Any]] = {}
+    role_cost: dict[str, float | None] = {"receiver": None, "provider": None, "judge": None}
+    names = {a["name"] for role in ("receivers", "providers") for a in scenario.get(role, [])}
+    for name in names:
+        c = agent_cost[name]
+        cost = None
+        if name in prices:
+            cost = {**{k: round(v, 6) for k, v in c.items()},
+                    "total": round(sum(c.values()), 6),
+                    "currency": str(prices[name].get("currency", "USD"))}
+            screen_role = "receiver" if name in receivers else "provider"
+            role_cost[screen_role] = _add(role_cost[screen_role], c["screening"])
+            role_cost["receiver"] = _add(role_cost["receiver"], c["receiver"])
+            role_cost["provider"] = _add(role_cost["provider"], c["provider"])
+        agents[name] = {"retries": agent_retries[name], "cost": cost}
+    total = None
+    for v in role_cost.values():
+        total = _add(total, v)
+    return {
+        "agents": agents,
+        "cells": {k: {"retries": cell_retries[k],
+                      "cost": ({"receiver": round(v["receiver"], 6),
+                                "provider": round(v["provider"], 6),
+                                "total": round(v["receiver"] + v["provider"], 6)}
+                               if k[0] in prices or k[1] in prices else None)}
+                  for k, v in cell_cost.items()},
+        "retries": sum(agent_retries.values()),
+        "cost": None if not prices else {
+            "currency": currency,
+            **{k: (round(v, 6) if v is not None else None) for k, v in role_cost.items()},
+            "total": round(total or 0.0, 6)},
+    }
 
 
 def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
@@ -70,6 +158,7 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
         else:
             cell_failed[key] += 1
 
+    usage = usage_figures(store, scenario)
     agents_out = []
     roles: dict[str, list[str]] = defaultdict(list)
     for r in scenario.get("receivers", []):
@@ -89,6 +178,7 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
             "simulated": any(bool(e["simulated"]) for e in eps),
             "tokens": {"prompt": sum(e["prompt_tokens"] for e in eps),
                        "completion": sum(e["completion_tokens"] for e in eps)},
+            **usage["agents"].get(name, {"retries": 0, "cost": None}),
         })
 
     cells_out = []
@@ -151,9 +241,11 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
                     "by_category": {c: {"n_test": v[1], "n_corrected": v[0],
                                         "correction_rate": v[0] / v[1]}
                                     for c, v in sorted(cats.items())},
+                    **usage["cells"].get(key, {"retries": {"receiver": 0, "provider": 0},
+                                               "cost": None}),
                 })
     manifest = run["manifest"]
-    return {
+    out: dict[str, Any] = {
         "schema": "mmsim.interfeedback.v1",
         "run_id": run["run_id"], "name": run["name"], "status": run["status"],
         "simulated": bool(manifest.get("simulated")),
@@ -162,7 +254,13 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
         "ci": {"method": "percentile bootstrap over items", "level": 0.95,
                "resamples": resamples, "seed": seed},
         "counts": store.counts(),
+        "retries": usage["retries"],
+        "cost": usage["cost"],
         "agents": agents_out,
         "cells": cells_out,
         "manifest": manifest,
     }
+    human = human_metrics(store, scenario)  # human proxies and annotator-assist (docs/human.md)
+    if human is not None:
+        out["human"] = human
+    return out

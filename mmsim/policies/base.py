@@ -13,7 +13,7 @@ from mmsim.registry import Registry
 
 
 class _Generator(Protocol):
-    async def __call__(self, prompt: str) -> tuple[str, Usage, dict[str, Any]]: ...
+    async def __call__(self, prompt: str, /) -> tuple[str, Usage, dict[str, Any]]: ...
 
 
 @dataclass(slots=True)
@@ -53,7 +53,8 @@ class FeedbackContext:
         text, usage, meta = await self._generate(prompt)
         self.usage = Usage(prompt_tokens=self.usage.prompt_tokens + usage.prompt_tokens,
                            completion_tokens=self.usage.completion_tokens
-                           + usage.completion_tokens)
+                           + usage.completion_tokens,
+                           retries=self.usage.retries + usage.retries)
         self.meta = {**(self.meta or {}), **meta}
         return text
 

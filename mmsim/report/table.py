@@ -8,6 +8,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from mmsim.report.human import human_tables
+
 
 def _pct(iv: dict[str, Any] | float | None, ci: bool = True) -> str:
     if iv is None:
@@ -23,18 +25,30 @@ def _pct(iv: dict[str, Any] | float | None, ci: bool = True) -> str:
     return f"{100 * iv:.1f}"
 
 
+def _money(c: dict[str, Any] | None) -> str:
+    return "—" if not c else f"{c['total']:.4f}"
+
+
 def render(metrics: dict[str, Any]) -> Group:
     sim = metrics.get("simulated")
     title = f"{metrics.get('name')} — {metrics.get('run_id')}"
     banner = Text("SIMULATED AGENTS (sim backend): these figures describe simulated models, "
                   "not real ones.", style="bold yellow") if sim else Text("")
     agents = Table(title=f"Screening accuracy — {title}", title_justify="left")
-    for col in ("agent", "roles", "N", "accuracy % [95% CI]", "unparsed %", "failed"):
+    cost = metrics.get("cost")
+    for col in ("agent", "roles", "N", "accuracy % [95% CI]", "unparsed %", "failed",
+                "retries", *([f"cost {cost['currency']}"] if cost else [])):
         agents.add_column(col, justify="left" if col in ("agent", "roles") else "right")
     for a in metrics.get("agents", []):
         name = a["name"] + (" (sim)" if a.get("simulated") else "")
+        extra = [_money(a.get("cost"))] if cost else []
         agents.add_row(name, ",".join(a["roles"]), str(a["n"]), _pct(a["accuracy"]),
-                       _pct(a["parse_failure_rate"]), str(a["failed"]))
+                       _pct(a["parse_failure_rate"]), str(a["failed"]),
+                       str(a.get("retries", 0)), *extra)
+    if cost:
+        agents.caption = "cost by role: " + ", ".join(
+            f"{role} {cost[role]:.4f}" for role in ("receiver", "provider", "judge")
+            if cost.get(role) is not None) + f"; total {cost['total']:.4f} {cost['currency']}"
     rounds = int(metrics.get("max_rounds", 3))
     cells = Table(title=f"InterFeedback per receiver x provider x policy "
                         f"(test set: {metrics.get('test_set')})", title_justify="left")
@@ -50,7 +64,7 @@ def render(metrics: dict[str, Any]) -> Group:
                       _pct(c["correction_rate"]), *cum, _pct(c["chance_correction"]),
                       _pct(c["chance_adjusted_correction"]), _pct(c["parse_failure_rate"]),
                       str(c["n_leaked"]), str(c["failed"]))
-    return Group(banner, agents, cells)
+    return Group(banner, agents, cells, *human_tables(metrics))
 
 
 def print_table(metrics: dict[str, Any], console: Console | None = None) -> None:

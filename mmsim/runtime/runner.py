@@ -17,7 +17,10 @@ import contextlib
 import gc
 import hashlib
 import json
+import os
 import platform
+import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -30,16 +33,34 @@ import structlog
 
 import mmsim
 from mmsim.actors import ActorSystem, FeedbackProviderActor, ModelActor
+from mmsim.actors.human import make_provider
 from mmsim.backends import BACKENDS, Backend
 from mmsim.data import DATASETS, Sample
 from mmsim.env import EpisodeFailed, InterFeedbackEnv, PolicyPlan, RoundPolicy
 from mmsim.env.interfeedback import first_turn
-from mmsim.errors import DataError
+from mmsim.errors import (
+    DataError,
+    InfrastructureError,
+    MmsimError,
+    PluginError,
+    StoreError,
+    UserError,
+)
+from mmsim.human import backend_factory
 from mmsim.messages import ChatTurn, Response
 from mmsim.policies import POLICIES
+from mmsim.runtime.annotate import play_annotation
+from mmsim.runtime.manifest import describe_agent, prompt_template_hashes, redact_scenario
+from mmsim.runtime.servers import (
+    RunningServer,
+    ServerError,
+    ServerGroup,
+    kill_all_now,
+    resolve_params,
+)
 from mmsim.runtime.sink import EpisodeSink
 from mmsim.scenario import LoadedScenario, Scenario
-from mmsim.store import EpisodeRecord, RunStore
+from mmsim.store import EpisodeRecord, ResponseCache, RunStore
 from mmsim.tasks.answers import check_answer
 
 log = structlog.get_logger("mmsim.run")
@@ -68,6 +89,7 @@ class RunResult:
     turns: int = 0
     play_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    interrupted: int | None = None  # the signal that stopped the run early, if one did
     # elapsed_s: the whole run (data loading included); play_s: playing episodes, store
     # writes included (what throughput benchmarks divide by)
 
@@ -106,25 +128,103 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def extra_manifest(loaded: LoadedScenario, backends: dict[str, Backend]) -> dict[str, Any]:
+    """Manifest fields beyond the basics (docs/reports.md): seeds, agents with model id,
+    endpoint and sampling parameters (secrets dropped), prompt template hashes."""
+    scn = loaded.scenario
+    specs = scn.agents()
+    return {
+        "seeds": {"scenario": scn.seed, "dataset": scn.dataset.options.get("seed"),
+                  "agents": {n: s.params.get("seed") for n, s in specs.items()
+                             if "seed" in s.params}},
+        "agents": {n: describe_agent(specs[n].params, b.describe(), backend=specs[n].backend,
+                                     concurrency=specs[n].concurrency)
+                   for n, b in backends.items()},
+        "prompt_templates": prompt_template_hashes(
+            [r for p in scn.policies for r in p.rounds]),
+    }
+
+
 def load_samples(loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
     spec = loaded.scenario.dataset
     loader = DATASETS.get(spec.name)
-    samples = loader(spec.options, base_dir=loaded.base_dir, cache_dir=cache_dir,
-                     limit=loaded.limit)
+    try:
+        samples = loader(spec.options, base_dir=loaded.base_dir, cache_dir=cache_dir,
+                         limit=loaded.limit)
+    except UserError as exc:
+        raise _anchor_dataset_error(loaded, exc) from None
+    except Exception as exc:  # a loader bug (or a plugin's): one line, not a traceback
+        log.debug("dataset.loader_failed", exc_info=True)
+        raise DataError(f"dataset loader {spec.name!r} failed: {type(exc).__name__}: {exc}",
+                        where=loaded.where("dataset", "name"), field="dataset") from exc
     if not samples:
-        raise DataError("the dataset is empty", where=str(loaded.path), field="dataset")
+        raise DataError("the dataset is empty", where=loaded.where("dataset"), field="dataset")
     seen: set[str] = set()
     for s in samples:
         if s.id in seen:
-            raise DataError(f"duplicate sample id {s.id!r}", where=str(loaded.path),
+            raise DataError(f"duplicate sample id {s.id!r}", where=loaded.where("dataset"),
                             field="dataset")
         seen.add(s.id)
     return samples
 
 
-def build_backends(scn: Scenario) -> dict[str, Backend]:
-    return {name: BACKENDS.get(spec.backend)(name, dict(spec.params))
-            for name, spec in scn.agents().items()}
+def _anchor_dataset_error(loaded: LoadedScenario, exc: UserError) -> UserError:
+    """A loader's error about one of its options, re-anchored to the scenario's line
+    (``scn.yaml:7: dataset.path: file not found (/data/x.json)``); errors about a data
+    file or row (which name that file and row) are kept as they are."""
+    opts = loaded.scenario.dataset.options
+    about_option = exc.field in opts or (exc.where or "").startswith("dataset '")
+    if not about_option or (exc.where or "").find(", row ") >= 0:
+        return exc
+    key = exc.field if exc.field in opts else None
+    msg = exc.message
+    if exc.where and not exc.where.startswith("dataset '"):
+        msg = f"{msg} ({exc.where})"
+    return type(exc)(msg, where=loaded.where("dataset", *([key] if key else [])),
+                     field=f"dataset.{exc.field}" if exc.field else "dataset")
+
+
+def build_backends(scn: Scenario, loaded: LoadedScenario | None = None,
+                   servers: dict[str, RunningServer] | None = None) -> dict[str, Backend]:
+    """The agents' backends. With ``loaded``, a bad ``params`` error names the scenario
+    line and the field (``scn.yaml:9: receivers.0.params.skil: ...``). ``servers``: the
+    running servers that ``params: {server: NAME}`` refers to."""
+    out: dict[str, Backend] = {}
+    places = {**{a.name: ("providers", i) for i, a in enumerate(scn.providers)},
+              **{a.name: ("receivers", i) for i, a in enumerate(scn.receivers)}}
+    for name, spec in scn.agents().items():
+        factory = (backend_factory(spec.channel or "terminal", spec.human, spec.backend)
+                   if spec.kind == "human" else BACKENDS.get(spec.backend))
+        try:
+            out[name] = factory(name, resolve_params(dict(spec.params), servers or {}))
+        except UserError as exc:
+            if loaded is None or exc.where is not None:
+                raise
+            group, i = places[name]
+            rest = (exc.field or "").removeprefix(f"{name}.").split(".")
+            rest = rest if rest[0] in ("params", "human") else ["params"]
+            raise type(exc)(exc.message, where=loaded.where(group, i, *rest),
+                            field=".".join([group, str(i), *rest])) from None
+        except Exception as exc:  # a backend plugin's bug: name it, no traceback
+            if loaded is None:
+                raise
+            group, i = places[name]
+            raise PluginError(f"backend {spec.backend!r} raised {type(exc).__name__}: {exc}",
+                              where=loaded.where(group, i, "backend"),
+                              field=f"{group}.{i}.backend") from exc
+    return out
+
+
+def _mmsim_error(exc: BaseException) -> MmsimError | None:
+    """The first mmsim error in an exception (group), e.g. raised inside a task group."""
+    if isinstance(exc, MmsimError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            found = _mmsim_error(sub)
+            if found is not None:
+                return found
+    return None
 
 
 def build_plans(scn: Scenario) -> list[PolicyPlan]:
@@ -152,13 +252,15 @@ def gc_tuned(gen0: int = 50_000) -> Iterator[None]:
         gc.unfreeze()
 
 
-async def run_pool(jobs: Iterable[T], concurrency: int, fn: Callable[[T], Awaitable[None]]) -> None:
+async def run_pool(jobs: Iterable[T], concurrency: int, fn: Callable[[T], Awaitable[None]],
+                   stop: anyio.Event | None = None) -> None:
     """Run ``fn`` over ``jobs`` with at most ``concurrency`` in flight (backpressure).
 
     Workers start on demand: when a worker takes a job and every worker is busy, the pool
     grows (doubling, up to ``concurrency``). Jobs that never wait (zero-latency simulations)
     run on a handful of workers instead of paying for thousands of idle tasks; jobs that
-    wait reach ``concurrency`` in flight within a few scheduler rounds.
+    wait reach ``concurrency`` in flight within a few scheduler rounds. Once ``stop`` is
+    set no new job starts; the ones in flight finish.
     """
     it: Iterator[T] = iter(jobs)
     limit = max(1, concurrency)
@@ -167,6 +269,8 @@ async def run_pool(jobs: Iterable[T], concurrency: int, fn: Callable[[T], Awaita
     async def worker() -> None:
         nonlocal busy
         for job in it:
+            if stop is not None and stop.is_set():
+                return
             busy += 1
             if busy >= workers:
                 grow(min(workers, limit - workers))
@@ -188,16 +292,45 @@ async def run_pool(jobs: Iterable[T], concurrency: int, fn: Callable[[T], Awaita
 class Runner:
     """Plays one scenario into one run directory."""
 
+    #: After a stop signal, how long episodes in flight may take to finish before they are
+    #: cancelled (a cancelled episode is not recorded; a resumed run plays it again).
+    stop_grace_s: float = 10.0
+
     def __init__(self, loaded: LoadedScenario, run_dir: Path, *, progress: Progress | None = None,
-                 store_enabled: bool = True):
+                 store_enabled: bool = True, handle_signals: bool = False):
         self.loaded = loaded
         self.scn = loaded.scenario
         self.run_dir = Path(run_dir)
         self.progress = progress or Progress()
         self.store_enabled = store_enabled
+        self.handle_signals = handle_signals
         self.run_id = f"{self.scn.name}-{run_fingerprint(loaded)[:12]}"
         self.played = self.skipped = self.failed = self.turns = 0
         self._firsts: dict[str, ChatTurn] = {}  # sample id -> first user turn (built once)
+        self.stop_signal: int | None = None
+        self._stop: anyio.Event | None = None
+        self._play_scope: anyio.CancelScope | None = None
+
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Stop taking new episodes; the ones in flight get ``stop_grace_s`` to finish."""
+        if self.stop_signal is None:
+            self.stop_signal = int(signum)
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _watch_signals(self) -> None:
+        """First SIGINT/SIGTERM: a clean stop. Second: exit at once (every committed batch
+        is one transaction, so an abrupt exit loses only uncommitted episodes)."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.request_stop(signum)
+                break
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _abort_now)
+        log.info("run.stopping", signal=signal.Signals(self.stop_signal or 2).name)
+        await anyio.sleep(self.stop_grace_s)
+        if self._play_scope is not None:
+            self._play_scope.cancel()
 
     def _first(self, sample: Sample) -> ChatTurn:
         turn = self._firsts.get(sample.id)
@@ -206,12 +339,31 @@ class Runner:
         return turn
 
     async def run(self) -> RunResult:
+        # The scenario's servers (servers:) boot while the data loads; they are stopped when
+        # the run ends, fails or is interrupted (mmsim/runtime/servers.py).
+        fresh = not self.run_dir.exists()
+        if not fresh and not self.run_dir.is_dir():
+            raise UserError("the run directory is a file, not a directory",
+                            where=str(self.run_dir))
+        async with ServerGroup(self.scn.servers, self.run_dir / "servers") as servers:
+            return await self._run(fresh, servers)
+
+    async def _run(self, fresh: bool, server_group: ServerGroup) -> RunResult:
         t0 = time.perf_counter()
         scn = self.scn
-        # Everything that can fail on user input happens before the store is touched.
-        backends = build_backends(scn)
-        plans = build_plans(scn)
-        samples = load_samples(self.loaded, self.run_dir / "assets")
+        self._stop = anyio.Event()
+        # Everything that can fail on user input happens before the store is touched; a run
+        # directory this call created is removed again when it does (kept when a server
+        # failed: its log is there).
+        try:
+            plans = build_plans(scn)
+            samples = load_samples(self.loaded, self.run_dir / "assets")
+            servers = await server_group.wait_healthy()
+            backends = build_backends(scn, self.loaded, servers)
+        except BaseException as exc:
+            if fresh and self.run_dir.is_dir() and not isinstance(exc, ServerError):
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         manifest = {
             "scenario_file": str(self.loaded.path),
             "scenario_sha256": hashlib.sha256(self.loaded.path.read_bytes()).hexdigest(),
@@ -223,31 +375,59 @@ class Runner:
                         "fingerprint": dataset_fingerprint(samples)},
             "simulated": any(b.simulated for b in backends.values()),
         }
+        manifest.update(extra_manifest(self.loaded, backends))
+        if servers:
+            manifest["servers"] = server_group.describe()
         store = RunStore.open(self.run_dir) if self.store_enabled else None
+        cache: ResponseCache | None = None
         try:
             resumed = False
             done: set[str] = set()
             if store is not None:
                 resumed = store.begin_run(self.run_id, scn.name, run_fingerprint(self.loaded),
-                                          scn.canonical(), manifest)
+                                          redact_scenario(scn.canonical()), manifest)
                 done = store.done_episodes()
+                cache = ResponseCache(store.path)
+                specs = scn.agents()
+                for name, b in backends.items():
+                    b.attach_cache(cache, specs[name].cache)
             log.info("run.start", run_id=self.run_id, run_dir=str(self.run_dir),
                      resumed=resumed, samples=len(samples), already_done=len(done))
             t_play = time.perf_counter()
-            with gc_tuned():
-                await self._play(samples, backends, plans, store, done)
+            saved = _signal_handlers() if self.handle_signals else None
+            try:
+                async with anyio.create_task_group() as tg:
+                    if self.handle_signals:
+                        tg.start_soon(self._watch_signals, name="signal-watcher")
+                    with gc_tuned():
+                        await self._play(samples, backends, plans, store, done)
+                    tg.cancel_scope.cancel()
+            except BaseException as exc:
+                found = _mmsim_error(exc)
+                if store is not None and not isinstance(found, StoreError):
+                    with contextlib.suppress(MmsimError):
+                        store.finish_run("failed")
+                if found is not None and found is not exc:
+                    raise found from None  # not wrapped in the task group's ExceptionGroup
+                raise
+            finally:
+                if saved is not None:
+                    _restore_signal_handlers(saved)
             play_s = time.perf_counter() - t_play
             if store is not None:
-                store.finish_run()
+                store.finish_run("interrupted" if self.stop_signal is not None else "finished")
             counts = store.counts() if store is not None else {}
         finally:
+            if cache is not None:
+                with contextlib.suppress(Exception):  # a lost cache entry costs one request
+                    cache.close()
             if store is not None:
                 store.close()
         elapsed = time.perf_counter() - t0
         log.info("run.end", run_id=self.run_id, played=self.played, skipped=self.skipped,
-                 failed=self.failed, elapsed_s=round(elapsed, 3))
+                 failed=self.failed, elapsed_s=round(elapsed, 3), interrupted=self.stop_signal)
         return RunResult(self.run_dir, self.run_id, resumed, self.played, self.skipped,
-                         self.failed, elapsed, self.turns, play_s, counts)
+                         self.failed, elapsed, self.turns, play_s, counts, self.stop_signal)
 
     async def _play(self, samples: list[Sample], backends: dict[str, Backend],
                     plans: list[PolicyPlan], store: RunStore | None, done: set[str]) -> None:
@@ -257,40 +437,61 @@ class Runner:
         screen: dict[tuple[str, str], Response] = {}
         if store is not None:
             screen.update(self._load_screening(store, done, agents, by_id))
-        async with ActorSystem() as system, EpisodeSink(store) as sink:
-            models = {n: system.spawn(ModelActor(n, backends[n], concurrency=agents[n]
-                                                 .concurrency)) for n in agents}
-            providers = {p.name: system.spawn(FeedbackProviderActor(
-                p.name, backends[p.name], concurrency=p.concurrency)) for p in scn.providers}
+        # The stop timer cancels this scope: episodes in flight are dropped, the sink still
+        # commits every finished one (its flush is shielded), the actors shut down.
+        with anyio.CancelScope() as self._play_scope:
+            async with ActorSystem() as system, EpisodeSink(store) as sink:
+                await self._play_phases(samples, screen, store, done, plans, backends, system,
+                                        sink)
+        self._play_scope = None
 
-            # 1. screening
-            todo = [(a, s) for a in agents for s in samples
-                    if (a, s.id) not in screen and screen_id(a, s.id) not in done]
-            self.skipped += len(agents) * len(samples) - len(todo)
-            self.progress.phase("screening", len(todo))
+    async def _play_phases(self, samples: list[Sample], screen: dict[tuple[str, str], Response],
+                           store: RunStore | None, done: set[str], plans: list[PolicyPlan],
+                           backends: dict[str, Backend], system: ActorSystem,
+                           sink: EpisodeSink) -> None:
+        scn = self.scn
+        agents = {n: a for n, a in scn.agents().items() if a.kind != "human"}  # not screened
+        stop = self._stop
+        models = {n: system.spawn(ModelActor(n, backends[n], concurrency=agents[n]
+                                             .concurrency)) for n in agents}
+        providers = {p.name: system.spawn(make_provider(
+            p.name, backends[p.name], max_rounds=scn.protocol.max_rounds,
+            concurrency=p.concurrency)) for p in scn.providers}
 
-            async def play_screen(job: tuple[str, Sample]) -> None:
-                agent, sample = job
-                rec, resp = await self._screen_episode(models[agent], sample)
-                if resp is not None:
-                    screen[(agent, sample.id)] = resp
-                await sink.add(rec)
-                self.progress.advance()
+        # 1. screening
+        todo = [(a, s) for a in agents for s in samples
+                if (a, s.id) not in screen and screen_id(a, s.id) not in done]
+        self.skipped += len(agents) * len(samples) - len(todo)
+        self.progress.phase("screening", len(todo))
 
-            await run_pool(todo, scn.run.concurrency, play_screen)
+        async def play_screen(job: tuple[str, Sample]) -> None:
+            agent, sample = job
+            rec, resp = await self._screen_episode(models[agent], sample)
+            if resp is not None:
+                screen[(agent, sample.id)] = resp
+            await sink.add(rec)
+            self.progress.advance()
 
-            # 2. test sets, 3. feedback episodes
-            jobs = self._feedback_jobs(samples, screen, plans, done)
-            self.progress.phase("feedback", len(jobs))
+        await run_pool(todo, scn.run.concurrency, play_screen, stop)
+        if stop is not None and stop.is_set():
+            return  # stopping: no test sets from a partial screening
 
-            async def play_feedback(job: tuple[str, str, PolicyPlan, Sample]) -> None:
-                receiver, provider, plan, sample = job
-                rec = await self._feedback_episode(models[receiver], providers[provider], plan,
-                                                   sample, screen[(receiver, sample.id)])
-                await sink.add(rec)
-                self.progress.advance()
+        if scn.protocol.mode == "annotate":  # annotator-assist instead of feedback rounds
+            await play_annotation(self, samples, screen, done, providers, sink, stop)
+            return
 
-            await run_pool(jobs, scn.run.concurrency, play_feedback)
+        # 2. test sets, 3. feedback episodes
+        jobs = self._feedback_jobs(samples, screen, plans, done)
+        self.progress.phase("feedback", len(jobs))
+
+        async def play_feedback(job: tuple[str, str, PolicyPlan, Sample]) -> None:
+            receiver, provider, plan, sample = job
+            rec = await self._feedback_episode(models[receiver], providers[provider], plan,
+                                               sample, screen[(receiver, sample.id)])
+            await sink.add(rec)
+            self.progress.advance()
+
+        await run_pool(jobs, scn.run.concurrency, play_feedback, stop)
 
     def _load_screening(self, store: RunStore, done: set[str], agents: dict[str, Any],
                         by_id: dict[str, Sample]) -> dict[tuple[str, str], Response]:
@@ -315,7 +516,11 @@ class Runner:
         mode = scn.protocol.test_set
         jobs: list[tuple[str, str, PolicyPlan, Sample]] = []
 
+        humans = {p.name for p in scn.providers if p.kind == "human"}
+
         def correct(agent: str, s: Sample) -> bool | None:
+            if agent in humans:
+                return True  # a person is not screened: taken as competent on every item
             r = screen.get((agent, s.id))
             if r is None:
                 return None  # screening failed: the item is left out of every cell
@@ -354,7 +559,7 @@ class Runner:
         rec = EpisodeRecord(episode_id=eid, run_id=self.run_id, kind="screen",
                             receiver=model.name, sample_id=sample.id, category=sample.category,
                             status="done", n_options=len(sample.answer_format.letters),
-                            simulated=resp.simulated)
+                            simulated=resp.simulated, retries=resp.usage.retries)
         try:
             step = await env.step(resp)
         except EpisodeFailed as exc:
@@ -406,10 +611,15 @@ class Runner:
                 rec.n_feedback += 1
                 rec.n_leaked += int(fb.leaked)
                 rec.feedback_tokens += fb.usage.prompt_tokens + fb.usage.completion_tokens
+                rec.feedback_completion_tokens += fb.usage.completion_tokens
+                rec.feedback_retries += fb.usage.retries
                 resp = await receiver.ask((step.observation, env.ask_context()))
                 self.turns += 1
+                rec.retries += resp.usage.retries
                 messages.append(resp)
         except EpisodeFailed as exc:
+            if isinstance(exc.__cause__, InfrastructureError):  # the provider gave up
+                rec.feedback_retries += exc.__cause__.retries
             self.failed += 1
             rec.status, rec.error = "failed", exc.reason
             rec.messages = tuple(messages)
@@ -426,12 +636,36 @@ class Runner:
         return rec
 
 
+def _abort_now(signum: int, frame: object) -> None:
+    kill_all_now()  # os._exit skips atexit and the servers' clean stop
+    os._exit(128 + signum)
+
+
+_Handlers = dict[int, Any]
+
+
+def _signal_handlers() -> _Handlers:
+    return {int(s): signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signal_handlers(saved: _Handlers) -> None:
+    for s, h in saved.items():
+        if h is not None:
+            signal.signal(s, h)
+
+
 async def run_scenario(loaded: LoadedScenario, run_dir: str | Path, *,
-                       progress: Progress | None = None,
-                       store_enabled: bool = True) -> RunResult:
-    """Run (or resume) ``loaded`` into ``run_dir``."""
-    return await Runner(loaded, Path(run_dir), progress=progress,
-                        store_enabled=store_enabled).run()
+                       progress: Progress | None = None, store_enabled: bool = True,
+                       handle_signals: bool = False) -> RunResult:
+    """Run (or resume) ``loaded`` into ``run_dir``.
+
+    With ``handle_signals`` (main thread only; the CLI sets it) the first SIGINT/SIGTERM
+    stops the run cleanly (no new episodes, in-flight ones finish within
+    :attr:`Runner.stop_grace_s`, the store is flushed, the run is marked ``interrupted``
+    and :attr:`RunResult.interrupted` holds the signal); a second one exits at once.
+    """
+    return await Runner(loaded, Path(run_dir), progress=progress, store_enabled=store_enabled,
+                        handle_signals=handle_signals).run()
 
 
 def default_run_dir(scn: Scenario) -> Path:

@@ -12,6 +12,7 @@ the whole conversation of every observation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from mmsim.errors import UserError
+from mmsim.errors import StoreError, UserError
 from mmsim.messages import ChatTurn
 
 DB_NAME = "mmsim.sqlite"
@@ -58,8 +59,12 @@ _EPISODE_COLUMNS = (
     "status", "error", "first_correct", "first_unparsed", "solved", "corrected_round",
     "rounds", "n_options", "n_responses", "n_unparsed", "n_feedback", "n_leaked",
     "prompt_tokens", "completion_tokens", "feedback_tokens", "latency_s", "simulated",
-    "finished_at",
+    "finished_at", "retries", "feedback_retries", "feedback_completion_tokens",
 )
+#: Columns added after schema version 1 shipped: ``ALTER TABLE``-ed into older stores.
+_ADDED_COLUMNS = (("retries", "INTEGER NOT NULL DEFAULT 0"),
+                  ("feedback_retries", "INTEGER NOT NULL DEFAULT 0"),
+                  ("feedback_completion_tokens", "INTEGER NOT NULL DEFAULT 0"))
 _INSERT_EPISODE = (f"INSERT OR REPLACE INTO episodes({','.join(_EPISODE_COLUMNS)}) "
                    f"VALUES({','.join('?' * len(_EPISODE_COLUMNS))})")
 
@@ -94,6 +99,9 @@ class EpisodeRecord:
     latency_s: float = 0.0
     simulated: bool = False
     messages: Sequence[BaseModel] = field(default_factory=tuple)
+    retries: int = 0  # receiver calls' retries (infrastructure faults)
+    feedback_retries: int = 0  # provider calls' retries
+    feedback_completion_tokens: int = 0  # the completion part of feedback_tokens
 
     def row(self, now: float) -> tuple[Any, ...]:
         return (self.episode_id, self.run_id, self.kind, self.receiver, self.provider,
@@ -101,7 +109,8 @@ class EpisodeRecord:
                 self.first_correct, self.first_unparsed, self.solved, self.corrected_round,
                 self.rounds, self.n_options, self.n_responses, self.n_unparsed,
                 self.n_feedback, self.n_leaked, self.prompt_tokens, self.completion_tokens,
-                self.feedback_tokens, self.latency_s, self.simulated, now)
+                self.feedback_tokens, self.latency_s, self.simulated, now, self.retries,
+                self.feedback_retries, self.feedback_completion_tokens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +178,30 @@ def _message_rows(episode_id: str, messages: Sequence[BaseModel]) -> list[tuple[
     return rows
 
 
+#: How long a write waits for a lock held by another connection before the run stops.
+BUSY_TIMEOUT_S = 30.0
+
+
+def _environmental(exc: sqlite3.OperationalError) -> bool:
+    msg = str(exc).lower()
+    return any(k in msg for k in ("locked", "busy", "full", "disk i/o", "readonly",
+                                  "unable to open"))
+
+
+def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """A clear :class:`StoreError` for a failed write (locked store, full disk, I/O)."""
+    msg = str(exc)
+    low = msg.lower()
+    if "locked" in low or "busy" in low:
+        why = f"the run store is locked by another process ({msg})"
+    elif "full" in low:
+        why = f"the disk (or the store's size limit) is full ({msg})"
+    else:
+        why = f"cannot write the run store ({msg})"
+    return StoreError(f"{why}; the run stopped, committed episodes are kept: fix the cause and "
+                      "rerun the same command to resume", where=str(path))
+
+
 class RunStore:
     """The store of one run directory. Use one instance per process; not thread-safe, but
     it may be handed to one worker thread at a time."""
@@ -183,13 +216,21 @@ class RunStore:
         path = run_dir / DB_NAME
         if not create and not path.is_file():
             raise UserError(f"no mmsim run here (missing {DB_NAME})", where=str(run_dir))
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the run directory ({exc.strerror or exc})",
+                            where=str(run_dir)) from None
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                   timeout=30.0)
+                                   timeout=BUSY_TIMEOUT_S)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            have = {r[1] for r in conn.execute("PRAGMA table_info(episodes)")}
+            for col, decl in _ADDED_COLUMNS:
+                if col not in have:
+                    conn.execute(f"ALTER TABLE episodes ADD COLUMN {col} {decl}")
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta VALUES('schema_version', ?)",
@@ -197,8 +238,12 @@ class RunStore:
             elif int(row[0]) != SCHEMA_VERSION:
                 raise UserError(f"store schema version {row[0]} is not supported "
                                 f"(this mmsim writes {SCHEMA_VERSION})", where=str(path))
+        except sqlite3.OperationalError as exc:
+            if _environmental(exc):
+                raise store_error(exc, path) from None
+            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from exc
+            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
         return cls(path, conn)
 
     def close(self) -> None:
@@ -231,17 +276,27 @@ class RunStore:
                     f"this run directory holds run {existing['run_id']!r} of a different "
                     "scenario (or different --set/--limit); use another --out to start a "
                     "new run", where=str(self.path.parent))
-            self.conn.execute("UPDATE runs SET status='running' WHERE run_id=?",
-                              (existing["run_id"],))
+            try:
+                self.conn.execute("UPDATE runs SET status='running' WHERE run_id=?",
+                                  (existing["run_id"],))
+            except sqlite3.OperationalError as exc:
+                raise store_error(exc, self.path) from None
             return True
-        self.conn.execute(
-            "INSERT INTO runs VALUES(?,?,?,?,?,?,?,NULL)",
-            (run_id, name, scenario_hash, json.dumps(scenario, sort_keys=True),
-             json.dumps(manifest, sort_keys=True), time.time(), "running"))
+        try:
+            self.conn.execute(
+                "INSERT INTO runs VALUES(?,?,?,?,?,?,?,NULL)",
+                (run_id, name, scenario_hash, json.dumps(scenario, sort_keys=True),
+                 json.dumps(manifest, sort_keys=True), time.time(), "running"))
+        except sqlite3.OperationalError as exc:
+            raise store_error(exc, self.path) from None
         return False
 
     def finish_run(self, status: str = "finished") -> None:
-        self.conn.execute("UPDATE runs SET status=?, finished_at=?", (status, time.time()))
+        """Set the run's status: ``finished``, ``interrupted`` (a signal) or ``failed``."""
+        try:
+            self.conn.execute("UPDATE runs SET status=?, finished_at=?", (status, time.time()))
+        except sqlite3.OperationalError as exc:
+            raise store_error(exc, self.path) from None
 
     # -- episodes ----------------------------------------------------------------------
     def done_episodes(self) -> set[str]:
@@ -261,17 +316,22 @@ class RunStore:
         if not episodes:
             return
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")
         try:
-            c.executemany("DELETE FROM messages WHERE episode_id=?",
-                          [(e.episode_id,) for e in episodes])
-            c.executemany(_INSERT_EPISODE, [e.row for e in episodes])
-            c.executemany("INSERT INTO messages VALUES(?,?,?,?,?,?)",
-                          [m for e in episodes for m in e.messages])
-            c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany("DELETE FROM messages WHERE episode_id=?",
+                              [(e.episode_id,) for e in episodes])
+                c.executemany(_INSERT_EPISODE, [e.row for e in episodes])
+                c.executemany("INSERT INTO messages VALUES(?,?,?,?,?,?)",
+                              [m for e in episodes for m in e.messages])
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:  # SQLite may have rolled back already (disk full)
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise store_error(exc, self.path) from None
 
     def write_episodes(self, records: Sequence[EpisodeRecord]) -> None:
         """Write finished episodes and their messages in one transaction."""

@@ -1,0 +1,164 @@
+"""Compare two runs cell by cell with paired bootstrap intervals (schema
+``mmsim.compare.v1``, documented in docs/metrics.md).
+
+Per receiver x provider x policy cell present in both runs, for each metric:
+
+* ``a``, ``b``: the metric of each run on all its items (as ``mmsim report`` shows it);
+* ``diff``: b − a on the **shared items** only (sample ids present in both runs for that
+  metric), with a 95% percentile **paired** bootstrap interval: the shared sample ids are
+  resampled with replacement and both runs' outcomes on the same ids move together, which
+  removes the item-difficulty variance an unpaired comparison would carry.
+
+Items per metric:
+
+* accuracy: items the receiver was screened on (done) in both runs; outcome 0/1;
+* correction rate: items in the cell's test set in both runs; outcome solved 0/1;
+* parse-failure rate: items screened in both runs; per item, (unparsed replies, replies)
+  over the screening reply and, when the item is in the cell's test set, its feedback
+  rounds; the rate is a ratio of sums, resampled per item.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from mmsim.store import RunStore
+
+SCHEMA = "mmsim.compare.v1"
+Key = tuple[str, str, str]
+
+
+class _RunItems:
+    """Per-item outcomes of one run, keyed by receiver/cell and sample id."""
+
+    def __init__(self, store: RunStore):
+        run = store.run()
+        self.run = run or {}
+        self.screen: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.cells: dict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for ep in store.episodes():
+            if ep["status"] != "done":
+                continue
+            if ep["kind"] == "screen":
+                self.screen[ep["receiver"]][ep["sample_id"]] = ep
+            elif ep["kind"] == "feedback":
+                self.cells[(ep["receiver"], ep["provider"], ep["policy"])][ep["sample_id"]] = ep
+        scenario = self.run.get("scenario") or {}
+        self.keys: list[Key] = [
+            (r["name"], p["name"], pol["name"])
+            for r in scenario.get("receivers", []) for p in scenario.get("providers", [])
+            for pol in scenario.get("policies", [])]
+
+    def accuracy(self, key: Key) -> dict[str, float]:
+        return {s: float(bool(e["first_correct"])) for s, e in self.screen[key[0]].items()}
+
+    def solved(self, key: Key) -> dict[str, float]:
+        return {s: float(bool(e["solved"])) for s, e in self.cells.get(key, {}).items()}
+
+    def parse(self, key: Key) -> dict[str, tuple[float, float]]:
+        out = {}
+        cell = self.cells.get(key, {})
+        for s, e in self.screen[key[0]].items():
+            num, den = float(bool(e["first_unparsed"])), 1.0
+            f = cell.get(s)
+            if f is not None:
+                num += f["n_unparsed"] - int(bool(f["first_unparsed"]))
+                den += f["n_responses"] - 1
+            out[s] = (num, den)
+        return out
+
+
+def _mean(d: dict[str, float]) -> float | None:
+    return sum(d.values()) / len(d) if d else None
+
+
+def _ratio(d: dict[str, tuple[float, float]]) -> float | None:
+    den = sum(v[1] for v in d.values())
+    return sum(v[0] for v in d.values()) / den if den else None
+
+
+def _interval(diffs: np.ndarray[Any, Any]) -> tuple[float | None, float | None]:
+    finite = diffs[np.isfinite(diffs)]
+    if finite.size == 0:
+        return None, None
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _paired_binary(a: dict[str, float], b: dict[str, float], rng: np.random.Generator,
+                   resamples: int) -> dict[str, Any]:
+    shared = sorted(set(a) & set(b))
+    out: dict[str, Any] = {"a": _mean(a), "b": _mean(b), "n_a": len(a), "n_b": len(b),
+                           "n_shared": len(shared), "diff": None, "lo": None, "hi": None}
+    if not shared:
+        return out
+    x = np.array([a[s] for s in shared])
+    y = np.array([b[s] for s in shared])
+    out["diff"] = float(y.mean() - x.mean())
+    if resamples > 0:
+        idx = rng.integers(0, len(shared), size=(resamples, len(shared)))
+        out["lo"], out["hi"] = _interval((y[idx] - x[idx]).mean(axis=1))
+    return out
+
+
+def _paired_ratio(a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]],
+                  rng: np.random.Generator, resamples: int) -> dict[str, Any]:
+    shared = sorted(set(a) & set(b))
+    out: dict[str, Any] = {"a": _ratio(a), "b": _ratio(b), "n_a": len(a), "n_b": len(b),
+                           "n_shared": len(shared), "diff": None, "lo": None, "hi": None}
+    if not shared:
+        return out
+    an, ad = (np.array([a[s][k] for s in shared]) for k in (0, 1))
+    bn, bd = (np.array([b[s][k] for s in shared]) for k in (0, 1))
+    out["diff"] = float(bn.sum() / bd.sum() - an.sum() / ad.sum())
+    if resamples > 0:
+        idx = rng.integers(0, len(shared), size=(resamples, len(shared)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = bn[idx].sum(1) / bd[idx].sum(1) - an[idx].sum(1) / ad[idx].sum(1)
+        out["lo"], out["hi"] = _interval(d)
+    return out
+
+
+def _run_info(run_dir: str, items: _RunItems) -> dict[str, Any]:
+    manifest = items.run.get("manifest") or {}
+    return {"run_dir": run_dir, "run_id": items.run.get("run_id"),
+            "name": items.run.get("name"), "status": items.run.get("status"),
+            "simulated": bool(manifest.get("simulated")),
+            "dataset_fingerprint": (manifest.get("dataset") or {}).get("fingerprint")}
+
+
+def compare(store_a: RunStore, store_b: RunStore, *, resamples: int = 1000, seed: int = 0,
+            run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:
+    """Run B minus run A, per cell and metric (see the module docstring)."""
+    a, b = _RunItems(store_a), _RunItems(store_b)
+    rng = np.random.default_rng(seed)
+    keys_b = set(b.keys)
+    cells = []
+    for key in a.keys:
+        if key not in keys_b:
+            continue
+        cells.append({
+            "receiver": key[0], "provider": key[1], "policy": key[2],
+            "accuracy": _paired_binary(a.accuracy(key), b.accuracy(key), rng, resamples),
+            "correction_rate": _paired_binary(a.solved(key), b.solved(key), rng, resamples),
+            "parse_failure_rate": _paired_ratio(a.parse(key), b.parse(key), rng, resamples),
+        })
+    keys_a = set(a.keys)
+    return {
+        "schema": SCHEMA,
+        "a": _run_info(run_dir_a, a), "b": _run_info(run_dir_b, b),
+        "same_dataset": (_run_info("", a)["dataset_fingerprint"]
+                         == _run_info("", b)["dataset_fingerprint"]),
+        "ci": {"method": "paired percentile bootstrap over shared sample ids", "level": 0.95,
+               "resamples": resamples, "seed": seed},
+        "metrics": ["accuracy", "correction_rate", "parse_failure_rate"],
+        "cells": cells,
+        "only_in_a": [list(k) for k in a.keys if k not in keys_b],
+        "only_in_b": [list(k) for k in b.keys if k not in keys_a],
+    }
+
+
+__all__ = ["SCHEMA", "compare"]

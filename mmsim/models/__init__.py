@@ -1,0 +1,1 @@
+"""Random-weight models built from configs (tests and GPU benchmarks); needs ``mmsim[hf]``."""

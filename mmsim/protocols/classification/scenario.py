@@ -1,0 +1,243 @@
+"""The ``kind: classification`` scenario schema (see docs/classification.md).
+
+Errors name the file, the line and the dotted field, as for InterFeedback scenarios.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mmsim.errors import ScenarioError, UserError
+from mmsim.protocols.classification.data import CLS_DATASETS
+from mmsim.protocols.classification.encoders import ENCODERS
+from mmsim.registry import did_you_mean
+from mmsim.scenario import AgentSpec, RunSpec, read_scenario_data
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class ClsDatasetSpec(BaseModel):
+    """``name`` picks the classification loader; every other key is the loader's option."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "synthetic-objects"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in CLS_DATASETS:
+            names = CLS_DATASETS.names()
+            raise ValueError(f"unknown classification dataset {v!r}{did_you_mean(v, names)}; "
+                             f"known: {', '.join(names)}")
+        return v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EncoderSpec(BaseModel):
+    """A text encoder: ``name`` (registered), ``params``, ``id`` (how reports and the
+    ``encoder:`` fields name it; default the name) and ``optional`` (skipped with a note
+    when its dependencies are not installed, instead of failing the run)."""
+
+    model_config = _STRICT
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    optional: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in ENCODERS:
+            names = ENCODERS.names()
+            raise ValueError(f"unknown encoder {v!r}{did_you_mean(v, names)}; "
+                             f"known: {', '.join(names)}")
+        return v
+
+    @property
+    def key(self) -> str:
+        return self.id or self.name
+
+
+class ClosedSpec(BaseModel):
+    """Closed world: the class list in the prompt; off-list answers are mapped to the
+    nearest class with ``encoder`` (default: the first non-optional encoder)."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    encoder: str | None = None
+
+
+class MultipleChoiceSpec(BaseModel):
+    """k options: the true class and k-1 distractors, random or hard (the classes nearest
+    to the true one under ``encoder``)."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    k: int = Field(4, ge=2, le=26)
+    distractors: list[Literal["random", "hard"]] = Field(
+        default_factory=lambda: ["random", "hard"], min_length=1)  # type: ignore[arg-type]
+    encoder: str | None = None
+
+
+class OpenSpec(BaseModel):
+    """Open world: a free answer, mapped to a class with every encoder."""
+
+    model_config = _STRICT
+    enabled: bool = True
+
+
+class BatchSpec(BaseModel):
+    """Several images in one prompt, answered as a numbered list; each batch is shown in
+    ``orders`` orders (the first is the batch's own order, the others seeded random
+    permutations; a batch of one has one order). ``max_batches`` caps the batches per
+    size. The class list is in the prompt; off-list answers are mapped as in closed."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    sizes: list[int] = Field(default_factory=lambda: [1, 4, 8], min_length=1)
+    orders: int = Field(3, ge=1, le=50)
+    max_batches: int | None = Field(None, ge=1)
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        if any(s < 1 or s > 64 for s in v):
+            raise ValueError("batch sizes must be between 1 and 64")
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate batch size")
+        return sorted(v)
+
+
+class ProtocolsSpec(BaseModel):
+    model_config = _STRICT
+    closed: ClosedSpec = ClosedSpec()
+    multiple_choice: MultipleChoiceSpec = MultipleChoiceSpec()
+    open: OpenSpec = OpenSpec()
+    batch: BatchSpec = BatchSpec()
+
+
+class ClassificationScenario(BaseModel):
+    """A ``kind: classification`` scenario file (see docs/classification.md)."""
+
+    model_config = _STRICT
+    kind: Literal["classification"] = "classification"
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 0
+    dataset: ClsDatasetSpec = ClsDatasetSpec()
+    models: list[AgentSpec] = Field(min_length=1)
+    encoders: list[EncoderSpec] = Field(default_factory=lambda: [EncoderSpec(name="string")],
+                                        min_length=1)
+    protocols: ProtocolsSpec = ProtocolsSpec()
+    run: RunSpec = RunSpec()
+
+    @field_validator("encoders", mode="before")
+    @classmethod
+    def _encoder_shorthand(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"name": e} if isinstance(e, str) else e for e in v]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> ClassificationScenario:
+        seen: set[str] = set()
+        for m in self.models:
+            if m.name in seen:
+                raise ValueError(f"duplicate model name {m.name!r}")
+            seen.add(m.name)
+        keys = [e.key for e in self.encoders]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two encoders with the same id: give one an 'id'")
+        if all(e.optional for e in self.encoders):
+            raise ValueError("at least one encoder must not be optional")
+        for proto in ("closed", "multiple_choice"):
+            ref = getattr(self.protocols, proto).encoder
+            if ref is not None and ref not in keys:
+                raise ValueError(f"@protocols.{proto}.encoder {ref!r} is not one of the "
+                                 f"encoders ({', '.join(keys)})")
+        return self
+
+    @property
+    def default_encoder(self) -> str:
+        return next(e.key for e in self.encoders if not e.optional)
+
+    def encoder_for(self, proto: Literal["closed", "multiple_choice"]) -> str:
+        ref: str | None = getattr(self.protocols, proto).encoder
+        return ref or self.default_encoder
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class LoadedClassification(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    scenario: ClassificationScenario
+    path: Path
+    limit: int | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+_FIELDS: dict[str, type[BaseModel]] = {
+    "": ClassificationScenario, "dataset": ClsDatasetSpec, "models": AgentSpec,
+    "encoders": EncoderSpec, "protocols": ProtocolsSpec, "run": RunSpec,
+    "protocols.closed": ClosedSpec, "protocols.multiple_choice": MultipleChoiceSpec,
+    "protocols.open": OpenSpec, "protocols.batch": BatchSpec}
+
+
+def _explain(err: Any, lines: dict[tuple[str, ...], int], where: str,
+             overrides: dict[str, str]) -> ScenarioError:
+    loc = tuple(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+    field = ".".join(loc) or "(top level)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if msg.startswith("@"):  # a model-level check that names its field: "@a.b rest"
+        path, _, msg = msg[1:].partition(" ")
+        loc = tuple(path.split("."))
+        field = path
+        msg = f"{loc[-1]} {msg}" if loc[-1] != "encoder" else f"encoder {msg}"
+    if err["type"] == "extra_forbidden":
+        parent = ".".join(x for x in loc[:-1] if not x.isdigit())
+        model = _FIELDS.get(parent, ClassificationScenario)
+        msg = f"unknown key{did_you_mean(loc[-1], list(model.model_fields))}; allowed: " \
+              + ", ".join(model.model_fields)
+    for key, text in overrides.items():
+        if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+            return ScenarioError(msg, where=f"--set {text}", field=field)
+    line = None
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            line = lines[loc[:n]]
+            break
+    return ScenarioError(msg, where=f"{where}:{line}" if line else where, field=field)
+
+
+def load_classification_scenario(path: str | Path, *, overrides: list[str] | None = None,
+                                 limit: int | None = None) -> LoadedClassification:
+    """Read, override and validate a ``kind: classification`` scenario file."""
+    p, data, lines, applied = read_scenario_data(path, overrides)
+    if limit is not None and limit < 1:
+        raise UserError("must be >= 1", where="--limit")
+    try:
+        scn = ClassificationScenario.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc.errors()[0], lines, str(p), applied) from None
+    return LoadedClassification(scenario=scn, path=p.resolve(), limit=limit)
+
+
+__all__ = ["BatchSpec", "ClassificationScenario", "ClosedSpec", "ClsDatasetSpec",
+           "EncoderSpec", "LoadedClassification", "MultipleChoiceSpec", "OpenSpec",
+           "ProtocolsSpec", "load_classification_scenario"]

@@ -1,0 +1,194 @@
+"""Tiny inline-SVG charts for the HTML report (no plotting dependency).
+
+Values are rates in [0, 1] drawn as percentages; ``None`` values are left out. Every mark
+carries a ``<title>`` so hovering shows the exact figure and its interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+
+PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac")
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    series: str
+    value: float | None
+    lo: float | None = None
+    hi: float | None = None
+    note: str = ""
+
+
+@dataclass(slots=True)
+class BarGroup:
+    label: str
+    bars: list[Bar] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    x: float
+    y: float | None
+    lo: float | None = None
+    hi: float | None = None
+
+
+@dataclass(slots=True)
+class Line:
+    label: str
+    points: list[Point] = field(default_factory=list)
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.1f}%"
+
+
+def _tip(label: str, v: float | None, lo: float | None, hi: float | None, note: str = "") -> str:
+    s = f"{label}: {_pct(v)}"
+    if lo is not None and hi is not None:
+        s += f" [95% CI {_pct(lo)}–{_pct(hi)}]"
+    if note:
+        s += f" ({note})"
+    return f"<title>{escape(s)}</title>"
+
+
+def _y_axis(x0: float, y0: float, h: float, w: float, y_max: float, label: str) -> list[str]:
+    out = []
+    for k in range(5):
+        frac = k / 4
+        y = y0 + h - frac * h
+        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + w:.1f}" y2="{y:.1f}" '
+                   f'class="grid"/>')
+        out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+                   f"{100 * frac * y_max:.0f}</text>")
+    out.append(f'<text x="12" y="{y0 + h / 2:.1f}" transform="rotate(-90 12 {y0 + h / 2:.1f})" '
+               f'text-anchor="middle" class="axis-label">{escape(label)}</text>')
+    return out
+
+
+def _legend(series: list[str], x: float, y: float, start: int = 0) -> list[str]:
+    out = []
+    cx = x
+    for i, s in enumerate(series):
+        out.append(f'<rect x="{cx:.1f}" y="{y - 9}" width="10" height="10" '
+                   f'fill="{color(start + i)}"/>')
+        out.append(f'<text x="{cx + 14:.1f}" y="{y}" class="legend">{escape(s)}</text>')
+        cx += 24 + 7 * len(s)
+    return out
+
+
+def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
+              y_max: float = 1.0, css_class: str = "plot bar-chart") -> str:
+    """Grouped bars with 95% interval whiskers; one colour per series."""
+    series: list[str] = []
+    for g in groups:
+        for b in g.bars:
+            if b.series not in series:
+                series.append(b.series)
+    n_series = max(1, len(series))
+    bar_w = max(8.0, min(26.0, 160.0 / n_series))
+    group_w = n_series * bar_w + 18
+    left, top, h = 52.0, 34.0, 200.0
+    longest = max((len(g.label) for g in groups), default=0)
+    rotate = longest * 6.5 > group_w
+    bottom = 30 + (min(longest, 40) * 5.2 if rotate else 0)
+    legend_w = sum(24 + 7 * len(x) for x in series)
+    width = max(left + max(1, len(groups)) * group_w + 20, left + legend_w,
+                left + 7.8 * len(title))
+    height = top + h + bottom + 10
+    parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
+             f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
+             f'<text x="{left}" y="14" class="title">{escape(title)}</text>']
+    parts += _legend(series, left, 28)
+    parts += _y_axis(left, top, h, width - left - 10, y_max, y_label)
+
+    def y_of(v: float) -> float:
+        return top + h - min(max(v / y_max, 0.0), 1.0) * h
+
+    for gi, g in enumerate(groups):
+        gx = left + gi * group_w + 9
+        for b in g.bars:
+            si = series.index(b.series)
+            x = gx + si * bar_w
+            if b.value is None:
+                parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + h - 3}" '
+                             f'text-anchor="middle" class="na">n/a</text>')
+                continue
+            y = y_of(b.value)
+            parts.append(f'<rect class="bar" x="{x + 1:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" '
+                         f'height="{top + h - y:.1f}" fill="{color(si)}">'
+                         f"{_tip(f'{g.label} / {b.series}', b.value, b.lo, b.hi, b.note)}"
+                         f"</rect>")
+            if b.lo is not None and b.hi is not None:
+                cx = x + bar_w / 2
+                y1, y2 = y_of(b.lo), y_of(b.hi)
+                parts.append(f'<path class="errbar" d="M{cx:.1f} {y1:.1f}V{y2:.1f}'
+                             f'M{cx - 3:.1f} {y1:.1f}h6M{cx - 3:.1f} {y2:.1f}h6"/>')
+        lx = gx + n_series * bar_w / 2
+        ly = top + h + 14
+        if rotate:
+            parts.append(f'<text x="{lx:.1f}" y="{ly}" transform="rotate(-35 {lx:.1f} {ly})" '
+                         f'text-anchor="end" class="xlabel">{escape(g.label[:40])}</text>')
+        else:
+            parts.append(f'<text x="{lx:.1f}" y="{ly}" text-anchor="middle" class="xlabel">'
+                         f"{escape(g.label)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart(lines: list[Line], *, title: str, x_label: str = "round",
+               y_label: str = "%", y_max: float = 1.0,
+               css_class: str = "plot line-chart") -> str:
+    """Curves over integer x (rounds) with shaded 95% interval bands."""
+    xs = sorted({p.x for ln in lines for p in ln.points})
+    x_min, x_max = (xs[0], xs[-1]) if xs else (0.0, 1.0)
+    if x_max == x_min:
+        x_max = x_min + 1
+    left, top, w, h = 52.0, 34.0 + 16 * ((len(lines) - 1) // 4), 340.0, 200.0
+    width, height = max(left + w + 20, left + 7.8 * len(title)), top + h + 46
+    parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
+             f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
+             f'<text x="{left}" y="14" class="title">{escape(title)}</text>']
+    for row in range(0, len(lines), 4):
+        parts += _legend([ln.label for ln in lines[row:row + 4]], left, 30 + 16 * (row // 4),
+                         start=row)
+    parts += _y_axis(left, top, h, w, y_max, y_label)
+
+    def px(x: float) -> float:
+        return left + (x - x_min) / (x_max - x_min) * w
+
+    def py(v: float) -> float:
+        return top + h - min(max(v / y_max, 0.0), 1.0) * h
+
+    for x in xs:
+        parts.append(f'<text x="{px(x):.1f}" y="{top + h + 16}" text-anchor="middle" '
+                     f'class="tick">{x:g}</text>')
+    parts.append(f'<text x="{left + w / 2}" y="{top + h + 34}" text-anchor="middle" '
+                 f'class="axis-label">{escape(x_label)}</text>')
+    for i, ln in enumerate(lines):
+        pts = [p for p in ln.points if p.y is not None]
+        band = [p for p in pts if p.lo is not None and p.hi is not None]
+        if len(band) >= 2:
+            upper = " ".join(f"{px(p.x):.1f},{py(p.hi or 0):.1f}" for p in band)
+            lower = " ".join(f"{px(p.x):.1f},{py(p.lo or 0):.1f}" for p in reversed(band))
+            parts.append(f'<polygon class="band" points="{upper} {lower}" '
+                         f'fill="{color(i)}"/>')
+        if pts:
+            d = " ".join(f"{px(p.x):.1f},{py(p.y or 0):.1f}" for p in pts)
+            parts.append(f'<polyline class="curve" points="{d}" stroke="{color(i)}"/>')
+        for p in pts:
+            parts.append(f'<circle class="dot" cx="{px(p.x):.1f}" cy="{py(p.y or 0):.1f}" r="3" '
+                         f'fill="{color(i)}">'
+                         f"{_tip(f'{ln.label}, {x_label} {p.x:g}', p.y, p.lo, p.hi)}</circle>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+__all__ = ["PALETTE", "Bar", "BarGroup", "Line", "Point", "bar_chart", "color", "line_chart"]

@@ -1,0 +1,189 @@
+"""Episode transcripts for the HTML report's viewer.
+
+Big runs stay bounded: at most ``max_episodes`` episodes per run are embedded, picked
+deterministically and stratified by outcome with an equal share per outcome (an outcome
+with fewer episodes than its share gives the rest to the others), so rare outcomes such as
+failures are always shown. Within an outcome, episodes are taken in the order of a stable
+hash of their id. Images are embedded once each, as downscaled thumbnails keyed by the
+sha256 of the original.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from mmsim.metrics.outcomes import OUTCOMES, EpisodeOutcome
+from mmsim.store import RunStore
+
+MAX_TEXT = 4000
+
+
+def _order_key(seed: int, episode_id: str) -> str:
+    return hashlib.sha256(f"{seed}\x1f{episode_id}".encode()).hexdigest()
+
+
+def stratified_sample(outcomes: list[EpisodeOutcome], n: int,
+                      seed: int = 0) -> list[EpisodeOutcome]:
+    """At most ``n`` episodes, an equal share per outcome (water-filling), deterministic."""
+    strata: dict[str, list[EpisodeOutcome]] = defaultdict(list)
+    for o in outcomes:
+        strata[o.outcome].append(o)
+    for v in strata.values():
+        v.sort(key=lambda o: _order_key(seed, o.episode_id))
+    if n >= len(outcomes):
+        chosen = [o for v in strata.values() for o in v]
+    else:
+        remaining = max(0, n)
+        chosen = []
+        ordered = sorted(strata.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        for k, (_, eps) in enumerate(ordered):
+            share = remaining // (len(ordered) - k)
+            take = eps[:min(len(eps), share)]
+            chosen.extend(take)
+            remaining -= len(take)
+    return sorted(chosen, key=lambda o: _order_key(seed, o.episode_id))
+
+
+class ImageBank:
+    """Distinct images as thumbnail data URIs, keyed by the sha256 of the original."""
+
+    def __init__(self, max_px: int = 320):
+        self.max_px = max_px
+        self.uris: dict[str, str] = {}
+        self.missing: set[str] = set()
+
+    def _resolve(self, uri: str, run_dir: Path) -> bytes | None:
+        if uri.startswith("data:"):
+            try:
+                return base64.b64decode(uri.split(",", 1)[1])
+            except (IndexError, ValueError):
+                return None
+        if "://" in uri and not uri.startswith("file://"):
+            return None  # never fetched: the report works offline
+        p = Path(uri.removeprefix("file://"))
+        candidates = [p, run_dir / p] if not p.is_absolute() else [p]
+        for c in candidates:
+            if c.is_file():
+                return c.read_bytes()
+        assets = run_dir / "assets"
+        if assets.is_dir():  # the run directory moved: look for the file by name
+            for c in assets.rglob(p.name):
+                if c.is_file():
+                    return c.read_bytes()
+        return None
+
+    def add(self, part: dict[str, Any], run_dir: Path) -> str:
+        sha = str(part.get("sha256") or hashlib.sha256(str(part.get("uri")).encode())
+                  .hexdigest())
+        if sha in self.uris or sha in self.missing:
+            return sha
+        data = self._resolve(str(part.get("uri", "")), run_dir)
+        uri = self._thumbnail(data) if data is not None else None
+        if uri is None:
+            self.missing.add(sha)
+        else:
+            self.uris[sha] = uri
+        return sha
+
+    def _thumbnail(self, data: bytes) -> str | None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(data)) as src:
+                src.load()
+                im = src.convert("RGBA" if src.mode in ("RGBA", "LA", "P") else "RGB")
+                im.thumbnail((self.max_px, self.max_px))
+                png = io.BytesIO()
+                im.save(png, format="PNG", optimize=True)
+                best, mime = png.getvalue(), "image/png"
+                if im.mode == "RGB":
+                    jpg = io.BytesIO()
+                    im.save(jpg, format="JPEG", quality=80)
+                    if len(jpg.getvalue()) < len(best):
+                        best, mime = jpg.getvalue(), "image/jpeg"
+        except (UnidentifiedImageError, OSError, ValueError):
+            return None
+        return f"data:{mime};base64,{base64.b64encode(best).decode()}"
+
+
+def _clip(text: object) -> str:
+    s = "" if text is None else str(text)
+    return s if len(s) <= MAX_TEXT else s[:MAX_TEXT] + f" … [{len(s) - MAX_TEXT} more chars]"
+
+
+def _turn_view(turn: dict[str, Any], bank: ImageBank, run_dir: Path) -> dict[str, Any]:
+    texts, images, videos = [], [], []
+    for part in turn.get("parts") or []:
+        t = part.get("type")
+        if t == "text":
+            texts.append(part.get("text", ""))
+        elif t == "image":
+            images.append(bank.add(part, run_dir))
+        elif t == "video":
+            videos.append(str(part.get("uri", "")))
+    out: dict[str, Any] = {"t": "turn", "role": turn.get("role"), "text": _clip("\n".join(texts))}
+    if images:
+        out["images"] = images
+    if videos:
+        out["videos"] = videos
+    return out
+
+
+def episode_view(store: RunStore, eo: EpisodeOutcome, bank: ImageBank, run_dir: Path,
+                 run_index: int) -> dict[str, Any]:
+    """One episode as the viewer shows it: its outcome, the prompt with images, then the
+    receiver's replies, their grades and the provider's feedback in order."""
+    ep = eo.episode
+    events: list[dict[str, Any]] = []
+    first_obs = True
+    for m in store.messages(eo.episode_id):
+        kind = m.get("kind")
+        if kind == "observation":
+            if first_obs:
+                events.extend(_turn_view(t, bank, run_dir) for t in m.get("conversation") or [])
+                first_obs = False
+        elif kind == "response":
+            usage = m.get("usage") or {}
+            events.append({"t": "response", "round": m.get("turn"), "sender": m.get("sender"),
+                           "text": _clip(m.get("text")), "answer": m.get("answer"),
+                           "parse": m.get("parse"), "error": m.get("error"),
+                           "tokens": [usage.get("prompt_tokens", 0),
+                                      usage.get("completion_tokens", 0)]})
+        elif kind == "grade":
+            events.append({"t": "grade", "round": m.get("turn"), "correct": m.get("correct"),
+                           "answer": m.get("answer"), "expected": m.get("expected"),
+                           "unparsed": m.get("unparsed")})
+        elif kind == "feedback":
+            events.append({"t": "feedback", "round": m.get("turn"), "sender": m.get("sender"),
+                           "kind": m.get("feedback_kind"), "policy": m.get("policy"),
+                           "text": _clip(m.get("text")), "leaked": m.get("leaked"),
+                           "reveals": m.get("reveals_answer")})
+        elif kind == "verdict":
+            events.append({"t": "verdict", "round": m.get("turn"), "score": m.get("score"),
+                           "text": _clip(m.get("reason"))})
+        else:  # another protocol's message: shown as its JSON
+            rest = {k: v for k, v in m.items() if k not in ("seq", "turn", "sender", "kind")}
+            events.append({"t": str(kind), "round": m.get("turn"),
+                           "text": _clip(json.dumps(rest, ensure_ascii=False, default=str))})
+    return {"run": run_index, "id": eo.episode_id, "kind": ep["kind"],
+            "receiver": ep["receiver"], "provider": ep["provider"] or "—",
+            "policy": ep["policy"] or "—", "sample": ep["sample_id"],
+            "category": ep["category"], "outcome": eo.outcome, "round": eo.round,
+            "status": ep["status"], "error": ep["error"], "simulated": bool(ep["simulated"]),
+            "events": events}
+
+
+def outcome_counts(outcomes: list[EpisodeOutcome]) -> dict[str, int]:
+    counts = dict.fromkeys(OUTCOMES, 0)
+    for o in outcomes:
+        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    return counts
+
+
+__all__ = ["ImageBank", "episode_view", "outcome_counts", "stratified_sample"]
