@@ -21,6 +21,7 @@ from mmsim.errors import StoreError, UserError
 
 if TYPE_CHECKING:
     from mmsim.protocols.classification.scenario import LoadedClassification
+    from mmsim.protocols.dynamic.scenario import LoadedDynamic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Interactive evaluation of multimodal models as simulations.")
@@ -77,20 +78,37 @@ def run(
     plugin: PluginOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    executor: Annotated[str, typer.Option(help="Where episodes play: local (this process) "
+                        "or ray (Ray actors; pip install 'mmsim[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto or "
+                           "HOST:PORT (default: start a local Ray).")] = None,
+    ray_workers: Annotated[int | None, typer.Option(help="Ray actors (default: one per "
+                           "CPU of the cluster).", min=1)] = None,
 ) -> None:
     """Run (or resume) a scenario and print its per-model table."""
     from mmsim import logging as mlog
     from mmsim.metrics import compute
     from mmsim.report import print_table
     from mmsim.runtime import Progress, default_run_dir, run_scenario
+    from mmsim.runtime.executors import make_executor
     from mmsim.scenario import LoadedScenario, load_any_scenario
     from mmsim.store import RunStore
 
     mlog.configure(log_level)
     try:
         _plugins(plugin)
+        ex = make_executor(executor, address=ray_address, workers=ray_workers,
+                           plugins=plugin or ())
         loaded_any = load_any_scenario(scenario, overrides=set_, limit=limit)
+        from mmsim.protocols.dynamic.scenario import LoadedDynamic as _Dyn
+
+        if isinstance(loaded_any, _Dyn):  # kind: dynamic
+            _run_dynamic(loaded_any, out_dir, progress)
+            return
         if not isinstance(loaded_any, LoadedScenario):  # kind: classification
+            if ex.name != "local":
+                raise UserError("classification scenarios run with the local executor",
+                                field="executor")
             _run_classification(loaded_any, out_dir, progress)
             return
         loaded = loaded_any
@@ -103,7 +121,7 @@ def run(
         with bar:
             prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
             result = anyio.run(lambda: run_scenario(loaded, run_dir, progress=prog,
-                                                    handle_signals=True))
+                                                    handle_signals=True, executor=ex))
     except (UserError, StoreError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -158,6 +176,34 @@ def _run_classification(loaded: LoadedClassification, out_dir: Path | None,
     cls_table(metrics, out)
 
 
+def _run_dynamic(loaded: LoadedDynamic, out_dir: Path | None, progress: bool) -> None:
+    """``mmsim run`` for a ``kind: dynamic`` scenario (inside run's error handling)."""
+    from mmsim.protocols.dynamic import compute as dyn_compute
+    from mmsim.protocols.dynamic import print_table as dyn_table
+    from mmsim.protocols.dynamic import run_dynamic
+    from mmsim.protocols.dynamic.runner import default_run_dir
+    from mmsim.runtime import Progress
+    from mmsim.store import RunStore
+
+    run_dir = out_dir or default_run_dir(loaded.scenario)
+    bar = RichProgress("[progress.description]{task.description}", BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                       console=err, disable=not progress, transient=False)
+    with bar:
+        prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
+        result = anyio.run(lambda: run_dynamic(loaded, run_dir, progress=prog))
+    store = RunStore.open(run_dir, create=False)
+    try:
+        metrics = dyn_compute(store)
+    finally:
+        store.close()
+    err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
+              f"{result.skipped} already done, {result.failed} failed, "
+              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
+              soft_wrap=True, highlight=False)
+    dyn_table(metrics, out)
+
+
 @app.command()
 def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> None:
     """Check a scenario file without running it."""
@@ -168,6 +214,13 @@ def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> N
         loaded = load_any_scenario(scenario, overrides=set_)
     except UserError as exc:
         raise _fail(exc) from None
+    from mmsim.protocols.dynamic.scenario import LoadedDynamic as _Dyn
+
+    if isinstance(loaded, _Dyn):  # kind: dynamic
+        d = loaded.scenario
+        out.print(f"{scenario}: ok — dynamic: {len(d.models)} models x {len(d.tasks)} task "
+                  f"families, {len(d.judges)} judges on dataset {d.dataset.name!r}")
+        return
     if not isinstance(loaded, LoadedScenario):  # kind: classification
         c = loaded.scenario
         out.print(f"{scenario}: ok — classification: {len(c.models)} models x "
@@ -221,6 +274,10 @@ def report(
                     from mmsim.protocols.classification import compute as cls_compute
 
                     metrics = cls_compute(store)
+                elif metrics.get("kind") == "dynamic":
+                    from mmsim.protocols.dynamic import compute as dyn_compute
+
+                    metrics = dyn_compute(store)
                 all_metrics.append(metrics)
             finally:
                 store.close()
@@ -238,6 +295,10 @@ def report(
                 from mmsim.protocols.classification import print_table as cls_table
 
                 cls_table(metrics, out)
+            elif metrics.get("kind") == "dynamic":
+                from mmsim.protocols.dynamic import print_table as dyn_table
+
+                dyn_table(metrics, out)
             else:
                 print_table(metrics, out)
 
@@ -323,10 +384,13 @@ def list_(plugin: PluginOpt = None) -> None:
     except UserError as exc:
         raise _fail(exc) from None
     from mmsim.protocols.classification import CLS_DATASETS, ENCODERS
+    from mmsim.protocols.dynamic import DYN_DATASETS, TASK_FAMILIES
 
     for title, reg in (("backends", BACKENDS), ("policies", POLICIES), ("datasets", DATASETS),
                        ("tasks", TASKS), ("classification datasets", CLS_DATASETS),
-                       ("encoders", ENCODERS)):
+                       ("encoders", ENCODERS), ("dynamic-evaluation task families",
+                                                TASK_FAMILIES),
+                       ("dynamic-evaluation datasets", DYN_DATASETS)):
         t = Table(title=title, title_justify="left", show_header=False)
         t.add_column("name", style="bold")
         t.add_column("description")

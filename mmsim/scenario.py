@@ -24,6 +24,7 @@ from mmsim.registry import did_you_mean
 
 if TYPE_CHECKING:
     from mmsim.protocols.classification.scenario import LoadedClassification
+    from mmsim.protocols.dynamic.scenario import LoadedDynamic
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -530,7 +531,7 @@ def load_scenario(path: str | Path, *, overrides: list[str] | None = None,
 
 
 # -- scenario kinds (``kind:`` at the top level; default ``interfeedback``) ---------------
-SCENARIO_KINDS = ("interfeedback", "classification")
+SCENARIO_KINDS = ("interfeedback", "classification", "dynamic")
 
 
 def read_scenario_data(path: str | Path, overrides: list[str] | None = None
@@ -568,10 +569,16 @@ def read_scenario_data(path: str | Path, overrides: list[str] | None = None
 
 
 def load_any_scenario(path: str | Path, *, overrides: list[str] | None = None,
-                      limit: int | None = None) -> LoadedScenario | LoadedClassification:
-    """Load a scenario of any ``kind``: ``interfeedback`` (the default) or
-    ``classification`` (:mod:`mmsim.protocols.classification`)."""
+                      limit: int | None = None
+                      ) -> LoadedScenario | LoadedClassification | LoadedDynamic:
+    """Load a scenario of any ``kind``: ``interfeedback`` (the default),
+    ``classification`` (:mod:`mmsim.protocols.classification`) or ``dynamic``
+    (:mod:`mmsim.protocols.dynamic`)."""
     _, data, _, _ = read_scenario_data(path, overrides)
+    if data.get("kind") == "dynamic":
+        from mmsim.protocols.dynamic.scenario import load_dynamic_scenario
+
+        return load_dynamic_scenario(path, overrides=overrides, limit=limit)
     if data.get("kind") == "classification":
         from mmsim.protocols.classification.scenario import load_classification_scenario
 

@@ -7,6 +7,10 @@ uses this backend. Keys come from the environment only: litellm reads its usual 
 (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...), or ``api_key_env`` names one. litellm's
 own retries are turned off (``num_retries=0``); mmsim's retry policy applies. For local
 vLLM/SGLang servers use ``openai``: litellm's call path is much slower than raw HTTP.
+
+litellm is imported with ``LITELLM_LOCAL_MODEL_COST_MAP=True`` unless the environment sets
+it (mmsim does its own cost accounting; otherwise litellm fetches its price map from GitHub
+at import) and with its "Give Feedback" banner on errors turned off: it runs offline.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 from typing import Any
 
 import anyio
@@ -45,7 +50,36 @@ def _import_litellm() -> Any:
     if importlib.util.find_spec("litellm") is None:
         raise UserError("the litellm backend needs litellm: install mmsim[litellm] "
                         "(pip install 'mmsim[litellm]')")
-    return importlib.import_module("litellm")
+    # litellm fetches its model price map from GitHub at import unless told not to; mmsim
+    # keeps its own prices, so the bundled copy is enough (and an offline run stays offline)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm: Any = importlib.import_module("litellm")
+    litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per error
+    return litellm
+
+
+def _headers(exc: Exception) -> Any:
+    """The server's reply headers of a litellm exception: litellm keeps them in
+    ``litellm_response_headers`` (its ``response`` is often a stand-in without them)."""
+    for h in (getattr(exc, "litellm_response_headers", None), getattr(exc, "headers", None),
+              getattr(getattr(exc, "response", None), "headers", None)):
+        if h is not None and h.get("retry-after") is not None:
+            return h
+    return None
+
+
+def _client_side(exc: BaseException) -> bool:
+    """Whether the error came from the openai client itself, before any request: a bare
+    ``openai.OpenAIError`` (e.g. missing credentials) in the exception's chain."""
+    e = exc.__cause__ or exc.__context__
+    for _ in range(8):
+        if e is None:
+            return False
+        cls = type(e)
+        if cls.__name__ == "OpenAIError" and cls.__module__.split(".")[0] == "openai":
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _classify(exc: Exception) -> Exception:
@@ -53,9 +87,14 @@ def _classify(exc: Exception) -> Exception:
     status = getattr(exc, "status_code", None)
     name = type(exc).__name__
     reason = f"{name}: {str(exc)[:200]}"
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+    headers = _headers(exc)
     retry_after = parse_retry_after(headers.get("retry-after")) if headers is not None else None
+    # a client-side error before any request (no credentials, a bad option): litellm wraps it
+    # as a 500, but retrying cannot fix it
+    if _client_side(exc):
+        hint = (" (set the provider's key variable, or name one with api_key_env; any "
+                "value for a server without keys)" if "credential" in str(exc).lower() else "")
+        return Fatal(reason + hint)
     if isinstance(status, int):
         if retryable_status(status):
             return Retryable(f"HTTP {status} ({reason})", retry_after)

@@ -23,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +50,9 @@ from mmsim.human import backend_factory
 from mmsim.messages import ChatTurn, Response
 from mmsim.policies import POLICIES
 from mmsim.runtime.annotate import play_annotation
+from mmsim.runtime.executors import FEEDBACK, SCREENING, Executor, LocalExecutor, Phase
 from mmsim.runtime.manifest import describe_agent, prompt_template_hashes, redact_scenario
+from mmsim.runtime.screening import ScreenAnswers
 from mmsim.runtime.servers import (
     RunningServer,
     ServerError,
@@ -64,6 +66,7 @@ from mmsim.store import EpisodeRecord, ResponseCache, RunStore
 from mmsim.tasks.answers import check_answer
 
 log = structlog.get_logger("mmsim.run")
+ScreenMap = MutableMapping[tuple[str, str], Response]  # (agent, sample id) -> answer
 T = TypeVar("T")
 
 
@@ -297,8 +300,10 @@ class Runner:
     stop_grace_s: float = 10.0
 
     def __init__(self, loaded: LoadedScenario, run_dir: Path, *, progress: Progress | None = None,
-                 store_enabled: bool = True, handle_signals: bool = False):
+                 store_enabled: bool = True, handle_signals: bool = False,
+                 executor: Executor | None = None):
         self.loaded = loaded
+        self.executor = executor or LocalExecutor()  # where episodes play (executors.py)
         self.scn = loaded.scenario
         self.run_dir = Path(run_dir)
         self.progress = progress or Progress()
@@ -434,45 +439,38 @@ class Runner:
         scn = self.scn
         by_id = {s.id: s for s in samples}
         agents = scn.agents()
-        screen: dict[tuple[str, str], Response] = {}
+        screen = ScreenAnswers()  # compact: a run may screen tens of thousands of items
         if store is not None:
             screen.update(self._load_screening(store, done, agents, by_id))
         # The stop timer cancels this scope: episodes in flight are dropped, the sink still
         # commits every finished one (its flush is shielded), the actors shut down.
         with anyio.CancelScope() as self._play_scope:
-            async with ActorSystem() as system, EpisodeSink(store) as sink:
+            async with ActorSystem() as system, EpisodeSink(store) as sink, \
+                    self.executor.session(self):
                 await self._play_phases(samples, screen, store, done, plans, backends, system,
                                         sink)
         self._play_scope = None
 
-    async def _play_phases(self, samples: list[Sample], screen: dict[tuple[str, str], Response],
+    async def _play_phases(self, samples: list[Sample], screen: ScreenMap,
                            store: RunStore | None, done: set[str], plans: list[PolicyPlan],
                            backends: dict[str, Backend], system: ActorSystem,
                            sink: EpisodeSink) -> None:
         scn = self.scn
         agents = {n: a for n, a in scn.agents().items() if a.kind != "human"}  # not screened
         stop = self._stop
-        models = {n: system.spawn(ModelActor(n, backends[n], concurrency=agents[n]
-                                             .concurrency)) for n in agents}
-        providers = {p.name: system.spawn(make_provider(
-            p.name, backends[p.name], max_rounds=scn.protocol.max_rounds,
-            concurrency=p.concurrency)) for p in scn.providers}
+        models, providers = self._spawn_agents(system, backends)
+        by_id = {s.id: s for s in samples}
+        plan_by_name = {p.name: p for p in plans}
 
-        # 1. screening
-        todo = [(a, s) for a in agents for s in samples
+        # 1. screening (jobs are names, not samples: an executor may ship them elsewhere),
+        # item-major, so that the episodes in flight are spread over the agents (endpoints)
+        todo = [(a, s.id) for s in samples for a in agents
                 if (a, s.id) not in screen and screen_id(a, s.id) not in done]
         self.skipped += len(agents) * len(samples) - len(todo)
         self.progress.phase("screening", len(todo))
-
-        async def play_screen(job: tuple[str, Sample]) -> None:
-            agent, sample = job
-            rec, resp = await self._screen_episode(models[agent], sample)
-            if resp is not None:
-                screen[(agent, sample.id)] = resp
-            await sink.add(rec)
-            self.progress.advance()
-
-        await run_pool(todo, scn.run.concurrency, play_screen, stop)
+        await self.executor.play(self, Phase(SCREENING, by_id, plan_by_name, models, providers,
+                                             screen, sink, stop), todo, sink)
+        del todo
         if stop is not None and stop.is_set():
             return  # stopping: no test sets from a partial screening
 
@@ -483,15 +481,20 @@ class Runner:
         # 2. test sets, 3. feedback episodes
         jobs = self._feedback_jobs(samples, screen, plans, done)
         self.progress.phase("feedback", len(jobs))
+        await self.executor.play(self, Phase(FEEDBACK, by_id, plan_by_name, models, providers,
+                                             screen, sink, stop), jobs, sink)
 
-        async def play_feedback(job: tuple[str, str, PolicyPlan, Sample]) -> None:
-            receiver, provider, plan, sample = job
-            rec = await self._feedback_episode(models[receiver], providers[provider], plan,
-                                               sample, screen[(receiver, sample.id)])
-            await sink.add(rec)
-            self.progress.advance()
-
-        await run_pool(jobs, scn.run.concurrency, play_feedback, stop)
+    def _spawn_agents(self, system: ActorSystem, backends: dict[str, Backend]
+                      ) -> tuple[dict[str, ModelActor], dict[str, FeedbackProviderActor]]:
+        """The agents' actors: a model actor per screened agent, a provider actor each."""
+        scn = self.scn
+        agents = {n: a for n, a in scn.agents().items() if a.kind != "human"}  # not screened
+        models = {n: system.spawn(ModelActor(n, backends[n], concurrency=agents[n]
+                                             .concurrency)) for n in agents}
+        providers = {p.name: system.spawn(make_provider(
+            p.name, backends[p.name], max_rounds=scn.protocol.max_rounds,
+            concurrency=p.concurrency)) for p in scn.providers}
+        return models, providers
 
     def _load_screening(self, store: RunStore, done: set[str], agents: dict[str, Any],
                         by_id: dict[str, Sample]) -> dict[tuple[str, str], Response]:
@@ -509,22 +512,24 @@ class Runner:
                                                        **payload)
         return out
 
-    def _feedback_jobs(self, samples: list[Sample], screen: dict[tuple[str, str], Response],
+    def _feedback_jobs(self, samples: list[Sample], screen: ScreenMap,
                        plans: list[PolicyPlan], done: set[str]
-                       ) -> list[tuple[str, str, PolicyPlan, Sample]]:
+                       ) -> list[tuple[str, str, str, str]]:
         scn = self.scn
         mode = scn.protocol.test_set
-        jobs: list[tuple[str, str, PolicyPlan, Sample]] = []
+        jobs: list[tuple[str, str, str, str]] = []  # receiver, provider, policy, sample id
 
         humans = {p.name for p in scn.providers if p.kind == "human"}
 
         def correct(agent: str, s: Sample) -> bool | None:
             if agent in humans:
                 return True  # a person is not screened: taken as competent on every item
-            r = screen.get((agent, s.id))
-            if r is None:
+            key = (agent, s.id)
+            if key not in screen:
                 return None  # screening failed: the item is left out of every cell
-            return check_answer(r.answer, s.answer, s.answer_format)
+            answer = (screen.answer(key) if isinstance(screen, ScreenAnswers)
+                      else screen[key].answer)
+            return check_answer(answer, s.answer, s.answer_format)
 
         for rec in scn.receivers:
             wrong = [s for s in samples if correct(rec.name, s) is False]
@@ -544,7 +549,7 @@ class Runner:
                         if feedback_id(rec.name, prov.name, plan.name, s.id) in done:
                             self.skipped += 1
                         else:
-                            jobs.append((rec.name, prov.name, plan, s))
+                            jobs.append((rec.name, prov.name, plan.name, s.id))
         return jobs
 
     async def _screen_episode(self, model: ModelActor, sample: Sample
@@ -656,8 +661,12 @@ def _restore_signal_handlers(saved: _Handlers) -> None:
 
 async def run_scenario(loaded: LoadedScenario, run_dir: str | Path, *,
                        progress: Progress | None = None, store_enabled: bool = True,
-                       handle_signals: bool = False) -> RunResult:
+                       handle_signals: bool = False, executor: Executor | None = None
+                       ) -> RunResult:
     """Run (or resume) ``loaded`` into ``run_dir``.
+
+    ``executor``: where the episodes play (default in this process; see
+    :mod:`mmsim.runtime.executors` for Ray).
 
     With ``handle_signals`` (main thread only; the CLI sets it) the first SIGINT/SIGTERM
     stops the run cleanly (no new episodes, in-flight ones finish within
@@ -665,7 +674,7 @@ async def run_scenario(loaded: LoadedScenario, run_dir: str | Path, *,
     and :attr:`RunResult.interrupted` holds the signal); a second one exits at once.
     """
     return await Runner(loaded, Path(run_dir), progress=progress, store_enabled=store_enabled,
-                        handle_signals=handle_signals).run()
+                        handle_signals=handle_signals, executor=executor).run()
 
 
 def default_run_dir(scn: Scenario) -> Path:

@@ -80,6 +80,18 @@ class EpisodeSink:
             batch, self._pending = self._pending, []
             await self._submit(batch)
 
+    async def add_encoded(self, episode: EncodedEpisode) -> None:
+        """Like :meth:`add`, for an episode already encoded (by a remote worker)."""
+        if self._error is not None:
+            raise self._error
+        if self.store is None:
+            self.written += 1
+            return
+        self._pending.append(episode)
+        if len(self._pending) >= self.batch:
+            batch, self._pending = self._pending, []
+            await self._submit(batch)
+
     async def _submit(self, batch: list[EncodedEpisode]) -> None:
         if not batch or self._thread is None:
             return

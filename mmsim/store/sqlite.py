@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
+from pydantic_core import to_json
 
 from mmsim.errors import StoreError, UserError
-from mmsim.messages import ChatTurn
 
 DB_NAME = "mmsim.sqlite"
 SCHEMA_VERSION = 1
@@ -115,67 +115,68 @@ class EpisodeRecord:
 
 @dataclass(frozen=True, slots=True)
 class EncodedEpisode:
-    """An episode as rows: its ``episodes`` row and its ``messages`` rows."""
+    """An episode as rows, in JSON: ``row`` is its ``episodes`` row (a JSON array) and
+    ``messages`` its ``messages`` rows (JSON arrays joined by commas; each payload is
+    embedded as a JSON object, not as a string).
+
+    JSON because :meth:`RunStore.write_encoded` inserts a whole batch with one statement
+    per table over ``json_each``: SQLite then does all the work with the GIL released,
+    where ``executemany`` takes the GIL back for every row and starves against a busy
+    event loop.
+    """
 
     episode_id: str
-    row: tuple[Any, ...]
-    messages: list[tuple[Any, ...]]
+    row: str
+    messages: str
 
 
-_ENVELOPE = {"run_id", "episode_id", "turn", "sender", "kind"}
-_TURNS: TypeAdapter[tuple[ChatTurn, ...]] = TypeAdapter(tuple[ChatTurn, ...])
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 
-class _FirstObservationCache:
-    """Payloads of one-turn observations, keyed by the identity of their (immutable) first
-    turn and answer format: every episode of a sample starts with the same objects, so the
-    runner's screening and feedback episodes serialise each image turn once."""
-
-    def __init__(self, size: int = 8192):
-        self.size = size
-        # key -> (turn, answer_format, payload); the objects are kept so ids stay valid
-        self._d: OrderedDict[tuple[int, int], tuple[object, object, str]] = OrderedDict()
-
-    def payload(self, m: BaseModel) -> str:
-        d = m.__dict__
-        turn, fmt = d["conversation"][0], d["answer_format"]
-        key = (id(turn), id(fmt))
-        hit = self._d.get(key)
-        if hit is not None:
-            return hit[2]
-        text = type(m).__pydantic_serializer__.to_json(m, exclude=_ENVELOPE).decode()
-        self._d[key] = (turn, fmt, text)
-        if len(self._d) > self.size:
-            self._d.popitem(last=False)
-        return text
+def _row_json(row: tuple[Any, ...]) -> str:
+    try:
+        return _dumps(row)
+    except ValueError:  # NaN/inf are not JSON: stored as NULL
+        return _dumps([None if isinstance(v, float) and not math.isfinite(v) else v
+                       for v in row])
 
 
-_FIRST_OBS = _FirstObservationCache()
 
 
-def _message_rows(episode_id: str, messages: Sequence[BaseModel]) -> list[tuple[Any, ...]]:
-    """The ``messages`` rows of one episode; observations after the first are deltas."""
-    rows: list[tuple[Any, ...]] = []
+
+
+def _message_rows(episode_id: str, messages: Sequence[BaseModel]) -> str:
+    """The messages of one episode as ``[episode_id, [message, ...]]`` in JSON, each message
+    with its envelope (the store strips it into columns); observations after the first are
+    deltas. One serialiser call per episode: pydantic-core writes the whole list."""
+    items: list[Any] = []
     seen = 0  # turns of the conversation already stored by an earlier observation
-    for seq, m in enumerate(messages):
+    for m in messages:
         d = m.__dict__
-        kind = d["kind"]
-        if kind == "observation":
+        if d["kind"] == "observation":
             conv = d["conversation"]
             if seen and len(conv) >= seen:
-                new = _TURNS.dump_json(conv[seen:]).decode()
-                payload = f'{{"conversation_from":{seen},"conversation":{new}}}'
+                items.append({"turn": d["turn"], "sender": d["sender"], "kind": "observation",
+                              "conversation_from": seen, "conversation": conv[seen:]})
                 seen = len(conv)
-                rows.append((episode_id, seq, d["turn"], d["sender"], kind, payload))
                 continue
             seen = len(conv)
-            if seen == 1:
-                rows.append((episode_id, seq, d["turn"], d["sender"], kind,
-                             _FIRST_OBS.payload(m)))
-                continue
-        payload = type(m).__pydantic_serializer__.to_json(m, exclude=_ENVELOPE).decode()
-        rows.append((episode_id, seq, d["turn"], d["sender"], kind, payload))
-    return rows
+        items.append(m)
+    return f"[{_dumps(episode_id)},{to_json(items).decode()}]"
+
+
+_DELETE_MESSAGES = ("DELETE FROM messages WHERE episode_id IN "
+                    "(SELECT value FROM json_each(?))")
+_INSERT_EPISODES = (
+    f"INSERT OR REPLACE INTO episodes({','.join(_EPISODE_COLUMNS)}) SELECT "
+    + ",".join(f"json_extract(value,'$[{i}]')" for i in range(len(_EPISODE_COLUMNS)))
+    + " FROM json_each(?)")
+_INSERT_MESSAGES = (
+    "INSERT INTO messages(episode_id,seq,turn,sender,kind,payload) SELECT "
+    "json_extract(e.value,'$[0]'), m.key, json_extract(m.value,'$.turn'), "
+    "json_extract(m.value,'$.sender'), json_extract(m.value,'$.kind'), "
+    "json_remove(m.value,'$.run_id','$.episode_id','$.turn','$.sender','$.kind') "
+    "FROM json_each(?) AS e, json_each(e.value,'$[1]') AS m")
 
 
 #: How long a write waits for a lock held by another connection before the run stops.
@@ -308,7 +309,7 @@ class RunStore:
         """The rows of one episode, ready for :meth:`write_encoded` (any thread may call
         this; the runner does it when an episode ends, so the writer only runs SQL)."""
         return EncodedEpisode(record.episode_id,
-                              record.row(time.time() if now is None else now),
+                              _row_json(record.row(time.time() if now is None else now)),
                               _message_rows(record.episode_id, record.messages))
 
     def write_encoded(self, episodes: Sequence[EncodedEpisode]) -> None:
@@ -319,11 +320,11 @@ class RunStore:
         try:
             c.execute("BEGIN IMMEDIATE")
             try:
-                c.executemany("DELETE FROM messages WHERE episode_id=?",
-                              [(e.episode_id,) for e in episodes])
-                c.executemany(_INSERT_EPISODE, [e.row for e in episodes])
-                c.executemany("INSERT INTO messages VALUES(?,?,?,?,?,?)",
-                              [m for e in episodes for m in e.messages])
+                # one statement per table: SQLite runs each without the GIL
+                c.execute(_DELETE_MESSAGES, (_dumps([e.episode_id for e in episodes]),))
+                c.execute(_INSERT_EPISODES, ("[" + ",".join(e.row for e in episodes) + "]",))
+                c.execute(_INSERT_MESSAGES,
+                          ("[" + ",".join(e.messages for e in episodes if e.messages) + "]",))
                 c.execute("COMMIT")
             except BaseException:
                 if c.in_transaction:  # SQLite may have rolled back already (disk full)

@@ -1,0 +1,179 @@
+"""The ``kind: dynamic`` scenario schema (see docs/dynamic.md).
+
+Errors name the file, the line and the dotted field, as for the other scenario kinds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mmsim.errors import ScenarioError, UserError
+from mmsim.protocols.dynamic.data import DYN_DATASETS
+from mmsim.protocols.dynamic.families import DEFAULT_TASKS, TASK_FAMILIES
+from mmsim.registry import did_you_mean
+from mmsim.scenario import AgentSpec, RunSpec, read_scenario_data
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class DynDatasetSpec(BaseModel):
+    """``name`` picks the loader; every other key is the loader's option."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "synthetic-scenes"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DYN_DATASETS:
+            names = DYN_DATASETS.names()
+            raise ValueError(f"unknown dynamic-evaluation dataset {v!r}"
+                             f"{did_you_mean(v, names)}; known: {', '.join(names)}")
+        return v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class CalibrationSpec(BaseModel):
+    """How each judge is calibrated: on the references of the first ``items`` items (one per
+    judged family), ``paraphrases`` paraphrases and ``corruptions`` corruptions each, all
+    scored ``runs`` times (agreement between runs 1 and 2 is reported)."""
+
+    model_config = _STRICT
+    items: int = Field(30, ge=2)
+    paraphrases: int = Field(2, ge=1, le=10)
+    corruptions: int = Field(2, ge=1, le=10)
+    runs: int = Field(2, ge=1, le=5)
+
+
+class JudgeSettings(BaseModel):
+    """``use``: the judge that scores open outputs (default the first of ``judges``); it is
+    refused when its paraphrase-vs-corruption AUROC is below ``min_auroc``. ``method``: the
+    calibration map (``isotonic`` or ``logistic``). ``retries``: re-asks on a verdict without
+    a score. ``scale``: verdicts are "Score: N" with N in 0..scale."""
+
+    model_config = _STRICT
+    use: str | None = None
+    min_auroc: float = Field(0.75, ge=0, le=1)
+    method: Literal["isotonic", "logistic"] = "isotonic"
+    calibration: CalibrationSpec = CalibrationSpec()
+    retries: int = Field(2, ge=0, le=10)
+    scale: int = Field(5, ge=1, le=100)
+
+
+class DynamicScenario(BaseModel):
+    """A ``kind: dynamic`` scenario file (see docs/dynamic.md)."""
+
+    model_config = _STRICT
+    kind: Literal["dynamic"] = "dynamic"
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 0
+    dataset: DynDatasetSpec = DynDatasetSpec()
+    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS), min_length=1)
+    models: list[AgentSpec] = Field(min_length=1)
+    judges: list[AgentSpec] = Field(min_length=1)
+    judge: JudgeSettings = JudgeSettings()
+    run: RunSpec = RunSpec()
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: list[str]) -> list[str]:
+        names = TASK_FAMILIES.names()
+        for t in v:
+            if t not in TASK_FAMILIES:
+                raise ValueError(f"unknown task family {t!r}{did_you_mean(t, names)}; "
+                                 f"known: {', '.join(names)}")
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate task family")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> DynamicScenario:
+        seen: set[str] = set()
+        for a in [*self.models, *self.judges]:
+            if a.name in seen:
+                raise ValueError(f"duplicate agent name {a.name!r}")
+            seen.add(a.name)
+        judges = [j.name for j in self.judges]
+        if self.judge.use is not None and self.judge.use not in judges:
+            raise ValueError(f"@judge.use {self.judge.use!r} is not one of the judges"
+                             f"{did_you_mean(self.judge.use, judges)} ({', '.join(judges)})")
+        return self
+
+    @property
+    def scoring_judge(self) -> str:
+        return self.judge.use or self.judges[0].name
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class LoadedDynamic(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    scenario: DynamicScenario
+    path: Path
+    limit: int | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+_FIELDS: dict[str, type[BaseModel]] = {
+    "": DynamicScenario, "dataset": DynDatasetSpec, "models": AgentSpec, "judges": AgentSpec,
+    "judge": JudgeSettings, "judge.calibration": CalibrationSpec, "run": RunSpec}
+
+
+def _explain(err: Any, lines: dict[tuple[str, ...], int], where: str,
+             overrides: dict[str, str]) -> ScenarioError:
+    loc = tuple(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+    field = ".".join(loc) or "(top level)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if msg.startswith("@"):  # a model-level check that names its field: "@a.b rest"
+        path, _, msg = msg[1:].partition(" ")
+        loc = tuple(path.split("."))
+        field = path
+        msg = f"{loc[-1]} {msg}"
+    if err["type"] == "extra_forbidden":
+        parent = ".".join(x for x in loc[:-1] if not x.isdigit())
+        model = _FIELDS.get(parent, DynamicScenario)
+        msg = f"unknown key{did_you_mean(loc[-1], list(model.model_fields))}; allowed: " \
+              + ", ".join(model.model_fields)
+    for key, text in overrides.items():
+        if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+            return ScenarioError(msg, where=f"--set {text}", field=field)
+    line = None
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            line = lines[loc[:n]]
+            break
+    return ScenarioError(msg, where=f"{where}:{line}" if line else where, field=field)
+
+
+def load_dynamic_scenario(path: str | Path, *, overrides: list[str] | None = None,
+                          limit: int | None = None) -> LoadedDynamic:
+    """Read, override and validate a ``kind: dynamic`` scenario file."""
+    p, data, lines, applied = read_scenario_data(path, overrides)
+    if limit is not None and limit < 1:
+        raise UserError("must be >= 1", where="--limit")
+    try:
+        scn = DynamicScenario.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc.errors()[0], lines, str(p), applied) from None
+    return LoadedDynamic(scenario=scn, path=p.resolve(), limit=limit)
+
+
+__all__ = ["CalibrationSpec", "DynDatasetSpec", "DynamicScenario", "JudgeSettings",
+           "LoadedDynamic", "load_dynamic_scenario"]
