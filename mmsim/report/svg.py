@@ -99,6 +99,9 @@ def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
     longest = max((len(g.label) for g in groups), default=0)
     rotate = longest * 6.5 > group_w
     bottom = 30 + (min(longest, 40) * 5.2 if rotate else 0)
+    if rotate:  # a slanted first label reaches left of its bar: keep it inside the canvas
+        reach = min(longest, 40) * 6.0 * 0.82  # label width x cos(35 deg)
+        left = max(left, reach - 9 - n_series * bar_w / 2 + 4)
     legend_w = sum(24 + 7 * len(x) for x in series)
     width = max(left + max(1, len(groups)) * group_w + 20, left + legend_w,
                 left + 7.8 * len(title))
