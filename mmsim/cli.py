@@ -6,8 +6,9 @@ import json
 import shlex
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
@@ -22,6 +23,8 @@ from mmsim.errors import StoreError, UserError
 if TYPE_CHECKING:
     from mmsim.protocols.classification.scenario import LoadedClassification
     from mmsim.protocols.dynamic.scenario import LoadedDynamic
+    from mmsim.runtime import Progress
+    from mmsim.store import RunStore
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Interactive evaluation of multimodal models as simulations.")
@@ -89,10 +92,9 @@ def run(
     from mmsim import logging as mlog
     from mmsim.metrics import compute
     from mmsim.report import print_table
-    from mmsim.runtime import Progress, default_run_dir, run_scenario
+    from mmsim.runtime import default_run_dir, run_scenario
     from mmsim.runtime.executors import make_executor
     from mmsim.scenario import LoadedScenario, load_any_scenario
-    from mmsim.store import RunStore
 
     mlog.configure(log_level)
     try:
@@ -115,13 +117,8 @@ def run(
         run_dir = out_dir or default_run_dir(loaded.scenario)
         if any(p.channel == "terminal" for p in loaded.scenario.providers):
             progress = False  # a person answers prompts on this terminal: no live bar
-        bar = RichProgress("[progress.description]{task.description}", BarColumn(),
-                           MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                           console=err, disable=not progress, transient=False)
-        with bar:
-            prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
-            result = anyio.run(lambda: run_scenario(loaded, run_dir, progress=prog,
-                                                    handle_signals=True, executor=ex))
+        result = _with_bar(progress, lambda prog: run_scenario(
+            loaded, run_dir, progress=prog, handle_signals=True, executor=ex))
     except (UserError, StoreError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -134,17 +131,39 @@ def run(
                   f"{run_dir}; resume with: {_same_command()}", markup=False,
                   highlight=False, soft_wrap=True)
         raise typer.Exit(128 + result.interrupted)
+    scn = loaded.scenario
+    _finish(result, run_dir, lambda store: compute(store, resamples=scn.run.bootstrap,
+                                                   seed=scn.seed), print_table)
+
+
+R = TypeVar("R")
+
+
+def _with_bar(progress: bool, play: Callable[[Progress], Awaitable[R]]) -> R:
+    """Run ``play`` under a rich progress bar on stderr (hidden with ``progress=False``)."""
+    bar = RichProgress("[progress.description]{task.description}", BarColumn(),
+                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                       console=err, disable=not progress, transient=False)
+    with bar:
+        prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
+        return anyio.run(play, prog)
+
+
+def _finish(result: Any, run_dir: Path, metrics_of: Callable[[RunStore], dict[str, Any]],
+            table: Callable[[dict[str, Any], Console], None]) -> None:
+    """After a run: read its metrics from the store, print the summary line and table."""
+    from mmsim.store import RunStore
+
     store = RunStore.open(run_dir, create=False)
     try:
-        metrics = compute(store, resamples=loaded.scenario.run.bootstrap,
-                          seed=loaded.scenario.seed)
+        metrics = metrics_of(store)
     finally:
         store.close()
     err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
               f"{result.skipped} already done, {result.failed} failed, "
               f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
               soft_wrap=True, highlight=False)
-    print_table(metrics, out)
+    table(metrics, out)
 
 
 def _run_classification(loaded: LoadedClassification, out_dir: Path | None,
@@ -154,26 +173,11 @@ def _run_classification(loaded: LoadedClassification, out_dir: Path | None,
     from mmsim.protocols.classification import print_table as cls_table
     from mmsim.protocols.classification import run_classification
     from mmsim.protocols.classification.runner import default_run_dir
-    from mmsim.runtime import Progress
-    from mmsim.store import RunStore
 
     run_dir = out_dir or default_run_dir(loaded.scenario)
-    bar = RichProgress("[progress.description]{task.description}", BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                       console=err, disable=not progress, transient=False)
-    with bar:
-        prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
-        result = anyio.run(lambda: run_classification(loaded, run_dir, progress=prog))
-    store = RunStore.open(run_dir, create=False)
-    try:
-        metrics = cls_compute(store)
-    finally:
-        store.close()
-    err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
-              f"{result.skipped} already done, {result.failed} failed, "
-              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
-              soft_wrap=True, highlight=False)
-    cls_table(metrics, out)
+    result = _with_bar(progress, lambda prog: run_classification(loaded, run_dir,
+                                                                 progress=prog))
+    _finish(result, run_dir, cls_compute, cls_table)
 
 
 def _run_dynamic(loaded: LoadedDynamic, out_dir: Path | None, progress: bool) -> None:
@@ -182,26 +186,10 @@ def _run_dynamic(loaded: LoadedDynamic, out_dir: Path | None, progress: bool) ->
     from mmsim.protocols.dynamic import print_table as dyn_table
     from mmsim.protocols.dynamic import run_dynamic
     from mmsim.protocols.dynamic.runner import default_run_dir
-    from mmsim.runtime import Progress
-    from mmsim.store import RunStore
 
     run_dir = out_dir or default_run_dir(loaded.scenario)
-    bar = RichProgress("[progress.description]{task.description}", BarColumn(),
-                       MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                       console=err, disable=not progress, transient=False)
-    with bar:
-        prog: Progress = _BarProgress(bar)  # type: ignore[assignment]
-        result = anyio.run(lambda: run_dynamic(loaded, run_dir, progress=prog))
-    store = RunStore.open(run_dir, create=False)
-    try:
-        metrics = dyn_compute(store)
-    finally:
-        store.close()
-    err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
-              f"{result.skipped} already done, {result.failed} failed, "
-              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
-              soft_wrap=True, highlight=False)
-    dyn_table(metrics, out)
+    result = _with_bar(progress, lambda prog: run_dynamic(loaded, run_dir, progress=prog))
+    _finish(result, run_dir, dyn_compute, dyn_table)
 
 
 @app.command()

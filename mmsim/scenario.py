@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -487,27 +487,7 @@ def _explain(err: Any, lines: dict[tuple[str, ...], int], where: str,
 def load_scenario(path: str | Path, *, overrides: list[str] | None = None,
                   limit: int | None = None) -> LoadedScenario:
     """Read, override and validate a scenario file. Raises :class:`ScenarioError`."""
-    p = Path(path)
-    if not p.is_file():
-        raise ScenarioError("scenario file not found", where=str(p))
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read the scenario file ({exc.strerror or exc})",
-                            where=str(p)) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ScenarioError(f"not UTF-8 text (byte {exc.start})", where=f"{p}:{line}") from None
-    data, lines = _parse_yaml(text, str(p))
-    if not isinstance(data, dict):
-        raise ScenarioError("a scenario must be a YAML mapping (name:, dataset:, ...)",
-                            where=f"{p}:{lines.get((), 1)}")
-    applied: dict[str, str] = {}
-    for o in overrides or []:
-        apply_override(data, o)
-        applied[o.partition("=")[0].strip()] = shown_override(o)
+    p, data, lines, applied = read_scenario_data(path, overrides)
     kind = data.pop("kind", "interfeedback")  # other kinds: load_any_scenario
     if kind != "interfeedback":
         raise ScenarioError(f"a 'kind: {kind}' scenario is not an InterFeedback scenario "
@@ -566,6 +546,46 @@ def read_scenario_data(path: str | Path, overrides: list[str] | None = None
                             + ", ".join(SCENARIO_KINDS), field="kind",
                             where=_locate(("kind",), lines, str(p), applied))
     return p, data, lines, applied
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def explain_kind_error(err: Any, lines: dict[tuple[str, ...], int], where: str,
+                       overrides: dict[str, str], root: type[BaseModel],
+                       fields: dict[str, type[BaseModel]]) -> ScenarioError:
+    """One pydantic error of a protocol scenario (``kind:`` other than interfeedback) as a
+    ``file:line: field: message`` error. ``fields`` maps a dotted section path (digits
+    left out) to its model, for the did-you-mean of unknown keys; ``root`` is the file's
+    model. A model-level check may name its field with a message ``"@a.b rest"``."""
+    loc = tuple(str(x) for x in err["loc"] if not str(x).startswith("function-"))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if msg.startswith("@"):
+        path, _, msg = msg[1:].partition(" ")
+        loc = tuple(path.split("."))
+        msg = f"{loc[-1]} {msg}"
+    if err["type"] == "extra_forbidden":
+        parent = ".".join(x for x in loc[:-1] if not x.isdigit())
+        model = fields.get(parent, root)
+        msg = f"unknown key{did_you_mean(loc[-1], list(model.model_fields))}; allowed: " \
+              + ", ".join(model.model_fields)
+    return ScenarioError(msg, where=_locate(loc, lines, where, overrides),
+                         field=".".join(loc) or "(top level)")
+
+
+def validate_kind_scenario(path: str | Path, root: type[M],
+                           fields: dict[str, type[BaseModel]], *,
+                           overrides: list[str] | None = None,
+                           limit: int | None = None) -> tuple[Path, M]:
+    """Read, override and validate a protocol scenario file against ``root``."""
+    p, data, lines, applied = read_scenario_data(path, overrides)
+    if limit is not None and limit < 1:
+        raise UserError("must be >= 1", where="--limit")
+    try:
+        return p, root.model_validate(data)
+    except ValidationError as exc:
+        raise explain_kind_error(exc.errors()[0], lines, str(p), applied, root,
+                                 fields) from None
 
 
 def load_any_scenario(path: str | Path, *, overrides: list[str] | None = None,

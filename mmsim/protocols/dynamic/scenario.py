@@ -10,13 +10,12 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mmsim.errors import ScenarioError, UserError
 from mmsim.protocols.dynamic.data import DYN_DATASETS
 from mmsim.protocols.dynamic.families import DEFAULT_TASKS, TASK_FAMILIES
 from mmsim.registry import did_you_mean
-from mmsim.scenario import AgentSpec, RunSpec, read_scenario_data
+from mmsim.scenario import AgentSpec, RunSpec, validate_kind_scenario
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -136,42 +135,11 @@ _FIELDS: dict[str, type[BaseModel]] = {
     "judge": JudgeSettings, "judge.calibration": CalibrationSpec, "run": RunSpec}
 
 
-def _explain(err: Any, lines: dict[tuple[str, ...], int], where: str,
-             overrides: dict[str, str]) -> ScenarioError:
-    loc = tuple(str(x) for x in err["loc"] if not str(x).startswith("function-"))
-    field = ".".join(loc) or "(top level)"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if msg.startswith("@"):  # a model-level check that names its field: "@a.b rest"
-        path, _, msg = msg[1:].partition(" ")
-        loc = tuple(path.split("."))
-        field = path
-        msg = f"{loc[-1]} {msg}"
-    if err["type"] == "extra_forbidden":
-        parent = ".".join(x for x in loc[:-1] if not x.isdigit())
-        model = _FIELDS.get(parent, DynamicScenario)
-        msg = f"unknown key{did_you_mean(loc[-1], list(model.model_fields))}; allowed: " \
-              + ", ".join(model.model_fields)
-    for key, text in overrides.items():
-        if field == key or field.startswith(key + ".") or key.startswith(field + "."):
-            return ScenarioError(msg, where=f"--set {text}", field=field)
-    line = None
-    for n in range(len(loc), -1, -1):
-        if loc[:n] in lines:
-            line = lines[loc[:n]]
-            break
-    return ScenarioError(msg, where=f"{where}:{line}" if line else where, field=field)
-
-
 def load_dynamic_scenario(path: str | Path, *, overrides: list[str] | None = None,
                           limit: int | None = None) -> LoadedDynamic:
     """Read, override and validate a ``kind: dynamic`` scenario file."""
-    p, data, lines, applied = read_scenario_data(path, overrides)
-    if limit is not None and limit < 1:
-        raise UserError("must be >= 1", where="--limit")
-    try:
-        scn = DynamicScenario.model_validate(data)
-    except ValidationError as exc:
-        raise _explain(exc.errors()[0], lines, str(p), applied) from None
+    p, scn = validate_kind_scenario(path, DynamicScenario, _FIELDS, overrides=overrides,
+                                    limit=limit)
     return LoadedDynamic(scenario=scn, path=p.resolve(), limit=limit)
 
 
