@@ -25,7 +25,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 from PIL import Image as PILImage
 
 from mmsim.data import dataset
+from mmsim.data.files import write_once
 from mmsim.data.sample import Sample
 from mmsim.errors import DataError
 from mmsim.messages import AnswerFormat, Image
@@ -102,25 +102,6 @@ def read_parquet(path: Path) -> Any:
                         where=str(path)) from exc
 
 
-def _write_once(folder: Path, name: str, data: bytes) -> Path:
-    path = folder / name
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return path
-    except FileNotFoundError:
-        pass
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _probe(data: bytes, *, where: str, field: str) -> tuple[str, int, int]:
     """(PIL format, width, height) of image bytes, verified by PIL, else a DataError."""
     try:  # a decompression-bomb sized image (> PIL's MAX_IMAGE_PIXELS) is refused
@@ -141,7 +122,7 @@ def image_from_bytes(data: bytes, folder: Path, *, where: str, field: str) -> Im
     fmt, width, height = _probe(data, where=where, field=field)
     ext, mime = _FORMATS.get(fmt, (fmt.lower() or "img", PILImage.MIME.get(fmt, "image/png")))
     digest = hashlib.sha256(data).hexdigest()
-    path = _write_once(folder, f"{digest[:32]}.{ext}", data)
+    path = write_once(folder, f"{digest[:32]}.{ext}", data)
     return Image(uri=str(path), sha256=digest, mime=mime, width=width, height=height)
 
 

@@ -26,7 +26,6 @@ a little harder than multiple choice) plus a small seeded jitter.
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
 import random
@@ -41,6 +40,7 @@ from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
 from mmsim.data import dataset
+from mmsim.data.files import png_bytes, write_once
 from mmsim.data.sample import Sample
 from mmsim.errors import DataError
 from mmsim.messages import AnswerFormat, Image
@@ -103,31 +103,6 @@ def _text(draw: ImageDraw.ImageDraw, centre: tuple[float, float], text: str, siz
 def _canvas() -> tuple[PILImage.Image, ImageDraw.ImageDraw]:
     img = PILImage.new("RGB", (WIDTH, HEIGHT), "white")
     return img, ImageDraw.Draw(img)
-
-
-def _png_bytes(img: PILImage.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _write_once(folder: Path, name: str, data: bytes) -> Path:
-    """Write ``data`` to ``folder/name`` unless an identical file is already there."""
-    path = folder / name
-    try:
-        if path.read_bytes() == data:
-            return path
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- distractors
@@ -494,10 +469,10 @@ def make_sample(seed: int, index: int, families: Sequence[str] = FAMILIES,
     fmt = "choice" if (index // nfam) % 2 == 0 else "free"
     item = _GENERATORS[family](rng, fmt)
 
-    png = _png_bytes(item.image)
+    png = png_bytes(item.image)
     digest = hashlib.sha256(png).hexdigest()
     name = f"{digest[:32]}.png"
-    uri = str(_write_once(image_dir, name, png)) if image_dir else f"synthetic://{name}"
+    uri = str(write_once(image_dir, name, png)) if image_dir else f"synthetic://{name}"
     image = Image(uri=uri, sha256=digest, mime="image/png", width=WIDTH, height=HEIGHT)
 
     if fmt == "choice":

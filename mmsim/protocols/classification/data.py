@@ -23,10 +23,8 @@ import hashlib
 import io
 import json
 import math
-import os
 import random
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from numpy.typing import NDArray
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from mmsim.data.files import png_bytes, write_once
 from mmsim.data.sample import Sample
 from mmsim.errors import DataError
 from mmsim.messages import AnswerFormat, Image
@@ -107,24 +106,6 @@ def make_item(item_id: str, image: Image, label: str, labels: Sequence[str], *,
                   answer=label, answer_format=AnswerFormat(kind="exact"), category=cat,
                   difficulty=difficulty,
                   meta={**(meta or {}), "label": label, "labels": list(labels)})
-
-
-def _write_once(folder: Path, name: str, data: bytes) -> Path:
-    path = folder / name
-    try:
-        if path.read_bytes() == data:
-            return path
-    except FileNotFoundError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _int_option(options: dict[str, Any], key: str, default: int, where: str,
@@ -254,12 +235,6 @@ def _draw_object(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, r: f
         draw.polygon(_polygon(shape, cx, cy, r, rot), fill=colour, outline=outline)
 
 
-def _png(img: PILImage.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def make_synthetic_item(seed: int, index: int, *, multi_label: float = 0.25,
                         label_noise: float = 0.06, image_dir: Path | None = None
                         ) -> tuple[Sample, bytes]:
@@ -306,10 +281,10 @@ def make_synthetic_item(seed: int, index: int, *, multi_label: float = 0.25,
         label = rng.choice(near)
     difficulty = (-1.2 + 1.6 * (40 - radius) / 26 + 0.5 * two + 0.012 * clutter
                   + 0.6 * (shade < 225) + rng.gauss(0.0, 0.15))
-    png = _png(img)
+    png = png_bytes(img)
     digest = hashlib.sha256(png).hexdigest()
     name = f"{digest[:32]}.png"
-    uri = str(_write_once(image_dir, name, png)) if image_dir else f"synthetic://{name}"
+    uri = str(write_once(image_dir, name, png)) if image_dir else f"synthetic://{name}"
     image = Image(uri=uri, sha256=digest, mime="image/png", width=SIZE, height=SIZE)
     sample = make_item(f"obj-{index:05d}", image, label, labels,
                        difficulty=round(min(2.5, max(-2.0, difficulty)), 4),
