@@ -3,6 +3,10 @@ dataset, plugin, CLI flags): the CLI prints its one-line message and exits 2."""
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
 
 class MmsimError(Exception):
     """Base class of mmsim's own errors."""
@@ -77,3 +81,17 @@ class InfrastructureError(MmsimError):
     def __init__(self, message: str = "", *, retries: int = 0):
         super().__init__(message)
         self.retries = retries
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: dict[str, Any], *, label: str, field: str) -> M:
+    """``model(**data)``, or a :class:`UserError` with the first validation error:
+    ``label`` + its message, naming ``field`` + ``.`` + the offending key."""
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise UserError(f"{label}{err['msg']}", field=f"{field}.{loc}") from None

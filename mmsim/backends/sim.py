@@ -26,11 +26,11 @@ import random
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from mmsim.backends.base import Backend, Completion, GenerateRequest, Oracle, backend
 from mmsim.data.sample import Sample
-from mmsim.errors import UserError
+from mmsim.errors import UserError, validated
 from mmsim.messages import Usage
 
 DEFAULT_UPTAKE = {"binary": 0.25, "detailed": 0.40, "reveal": 0.92, "none": 0.05,
@@ -64,7 +64,7 @@ def seeded_rng(*parts: object) -> random.Random:
     return random.Random(int.from_bytes(digest, "little"))
 
 
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
@@ -101,12 +101,7 @@ class SimBackend(Backend):
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        try:
-            self.p = SimParams(**params)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            raise UserError(f"sim params: {err['msg']}", field=f"{name}.params.{loc}") from None
+        self.p = validated(SimParams, params, label="sim params: ", field=f"{name}.params")
         self._uptake = {**DEFAULT_UPTAKE, **self.p.uptake}
 
     def describe(self) -> dict[str, Any]:
@@ -151,7 +146,7 @@ class SimBackend(Backend):
             sample.id, sample.difficulty if sample.difficulty is not None else 0.0)
         previous = [r.answer for r in oracle.responses if r.answer is not None]
         if not oracle.feedback:  # first answer
-            p_correct = p.memorized + (1 - p.memorized) * _sigmoid(
+            p_correct = p.memorized + (1 - p.memorized) * sigmoid(
                 p.discrimination * (p.skill - difficulty))
             if rng.random() < p_correct:
                 return truth

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
-
-from mmsim.errors import UserError
+from mmsim.errors import UserError, validated
 from mmsim.human.base import (
     ANNOTATE_VERDICTS,
     DEFAULT_TEXT,
@@ -31,12 +29,7 @@ CHANNEL_NAMES = ("terminal", "web", "replay", "persona")
 
 def parse_options(name: str, options: dict[str, Any]) -> HumanOptions:
     """Validate an agent's ``human:`` options (a :class:`UserError` names the field)."""
-    try:
-        return HumanOptions(**options)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise UserError(f"{err['msg']}", field=f"{name}.human.{loc}") from None
+    return validated(HumanOptions, options, label="", field=f"{name}.human")
 
 
 def build_channel(name: str, channel: str, options: dict[str, Any], *, backend: str = "sim",

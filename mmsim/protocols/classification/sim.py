@@ -36,12 +36,12 @@ from typing import Any, Literal
 
 import anyio
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from mmsim.backends.base import Backend, Completion, GenerateRequest
 from mmsim.backends.sim import seeded_rng
 from mmsim.data.sample import Sample
-from mmsim.errors import UserError
+from mmsim.errors import UserError, validated
 from mmsim.messages import Usage
 from mmsim.protocols.classification.data import FloatMatrix, item_label, item_labels
 
@@ -91,10 +91,6 @@ _UNPARSEABLE = ("I cannot tell what the image shows.", "The image is too unclear
 _GENERIC_VARIANTS = ("something like a {c}", "{c}-like object", "a kind of {c}")
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 class ClassifierSim(Backend):
     """A simulated multimodal classifier (see the module docstring)."""
 
@@ -102,13 +98,8 @@ class ClassifierSim(Backend):
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        try:
-            self.p = ClassifierSimParams(**params)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            loc = ".".join(str(x) for x in e["loc"])
-            raise UserError(f"sim classifier params: {e['msg']}",
-                            field=f"models.{name}.params.{loc}") from None
+        self.p = validated(ClassifierSimParams, params, label="sim classifier params: ",
+                           field=f"models.{name}.params")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "simulated": True, "behaviour": "classification",

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from mmsim.backends.base import Backend, Completion, GenerateRequest
-from mmsim.backends.sim import seeded_rng
+from mmsim.backends.sim import seeded_rng, sigmoid
 from mmsim.data.sample import Sample
-from mmsim.errors import UserError
+from mmsim.errors import UserError, validated
 from mmsim.messages import Usage
 from mmsim.protocols.dynamic.families import TASK_FAMILIES, TaskInstance
 from mmsim.protocols.dynamic.perturb import overlap_f1
@@ -79,10 +79,6 @@ _UNPARSEABLE = ("I am not sure what to make of this image.",
 _BAD_VERDICT = ("The output is partly right.", "Hard to say; it depends on the reading.")
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 class DynamicSim(Backend):
     """A simulated model or judge for dynamic evaluation (see the module docstring)."""
 
@@ -90,12 +86,8 @@ class DynamicSim(Backend):
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        try:
-            self.p = DynamicSimParams(**params)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            loc = ".".join(str(x) for x in e["loc"])
-            raise UserError(f"sim params: {e['msg']}", field=f"{name}.params.{loc}") from None
+        self.p = validated(DynamicSimParams, params, label="sim params: ",
+                           field=f"{name}.params")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "simulated": True, "behaviour": "dynamic",
@@ -112,7 +104,7 @@ class DynamicSim(Backend):
             return 1.0
         d = item.difficulty if item.difficulty is not None else 0.0
         skill = p.skill + p.family_skill.get(inst.family, 0.0) - p.forgetting * p.memorized
-        know = _sigmoid(p.discrimination * (skill - d))
+        know = sigmoid(p.discrimination * (skill - d))
         return know + (1 - know) * inst.chance
 
     async def generate(self, request: GenerateRequest) -> Completion:
