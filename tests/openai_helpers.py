@@ -8,6 +8,9 @@ from typing import Any
 
 import anyio
 
+from mmsim.backends.base import Backend, GenerateRequest
+from mmsim.errors import InfrastructureError
+from mmsim.messages import ChatTurn, Text
 from mmsim.metrics import compute
 from mmsim.runtime import run_scenario
 from mmsim.runtime.runner import RunResult
@@ -73,3 +76,25 @@ def forget_episodes(out: Path) -> None:
 
 OUTCOME = ("status", "first_correct", "solved", "corrected_round", "rounds", "n_responses",
            "n_unparsed", "n_feedback", "prompt_tokens", "completion_tokens")
+
+
+def ask_concurrently(backend: Backend, n: int) -> list[tuple[str, int] | str]:
+    """``n`` one-turn requests in flight at once through ``backend`` (closed after): each
+    gives ``(text, retries)``, or ``"failed: <reason>"`` for an infrastructure failure."""
+    out: list[tuple[str, int] | str] = [""] * n
+
+    async def one(i: int) -> None:
+        turns = (ChatTurn(role="user", parts=(Text(text=f"q{i} 'Answer: <letter>'"),)),)
+        try:
+            c = await backend.generate(GenerateRequest(messages=turns))
+            out[i] = (c.text, c.meta["retries"])
+        except InfrastructureError as exc:
+            out[i] = f"failed: {exc}"
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        await backend.aclose()
+    anyio.run(main)
+    return out

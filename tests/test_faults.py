@@ -7,14 +7,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import anyio
 import pytest
-from openai_helpers import OUTCOME, episodes, metrics, run, scenario_yaml
+from openai_helpers import OUTCOME, ask_concurrently, episodes, metrics, run, scenario_yaml
 
-from mmsim.backends.base import GenerateRequest
 from mmsim.backends.openai import OpenAIBackend
-from mmsim.errors import InfrastructureError
-from mmsim.messages import ChatTurn, Text
 from mmsim.testing import FAULT_KINDS, EchoServer, FaultProxy
 
 FAST = {"timeout_s": 0.5, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
@@ -28,23 +24,7 @@ def server() -> EchoServer:
 
 def _asks(url: str, n: int, **params: object) -> list[tuple[str, int] | str]:
     b = OpenAIBackend("r", {"base_url": url, "model": "echo", "temperature": 0, **params})
-    out: list[tuple[str, int] | str] = [""] * n
-
-    async def one(i: int) -> None:
-        turns = (ChatTurn(role="user", parts=(Text(text=f"q{i} 'Answer: <letter>'"),)),)
-        try:
-            c = await b.generate(GenerateRequest(messages=turns))
-            out[i] = (c.text, c.meta["retries"])
-        except InfrastructureError as exc:
-            out[i] = f"failed: {exc}"
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            for i in range(n):
-                tg.start_soon(one, i)
-        await b.aclose()
-    anyio.run(main)
-    return out
+    return ask_concurrently(b, n)
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from openai_helpers import OUTCOME, episodes, metrics, run, scenario_yaml
+from openai_helpers import OUTCOME, ask_concurrently, episodes, metrics, run, scenario_yaml
 
 from mmsim.backends import BACKENDS
 from mmsim.backends.base import GenerateRequest
@@ -43,23 +43,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 def _asks(url: str, n: int, **params: object) -> list[tuple[str, int] | str]:
     b = BACKENDS.get("litellm")("h", {"base_url": url, "model": "openai/echo",
                                       "temperature": 0, "api_key_env": KEY_ENV, **params})
-    out: list[tuple[str, int] | str] = [""] * n
-
-    async def one(i: int) -> None:
-        turns = (ChatTurn(role="user", parts=(Text(text=f"q{i} 'Answer: <letter>'"),)),)
-        try:
-            c = await b.generate(GenerateRequest(messages=turns))
-            out[i] = (c.text, c.meta["retries"])
-        except InfrastructureError as exc:
-            out[i] = f"failed: {exc}"
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            for i in range(n):
-                tg.start_soon(one, i)
-        await b.aclose()
-    anyio.run(main)
-    return out
+    return ask_concurrently(b, n)
 
 
 def _litellm_yaml(receiver_url: str, provider_url: str, extra: str = "") -> str:
