@@ -65,8 +65,6 @@ _EPISODE_COLUMNS = (
 _ADDED_COLUMNS = (("retries", "INTEGER NOT NULL DEFAULT 0"),
                   ("feedback_retries", "INTEGER NOT NULL DEFAULT 0"),
                   ("feedback_completion_tokens", "INTEGER NOT NULL DEFAULT 0"))
-_INSERT_EPISODE = (f"INSERT OR REPLACE INTO episodes({','.join(_EPISODE_COLUMNS)}) "
-                   f"VALUES({','.join('?' * len(_EPISODE_COLUMNS))})")
 
 
 @dataclass(slots=True)
