@@ -23,6 +23,7 @@ from mmsim.errors import StoreError, UserError
 if TYPE_CHECKING:
     from mmsim.protocols.classification.scenario import LoadedClassification
     from mmsim.protocols.dynamic.scenario import LoadedDynamic
+    from mmsim.protocols.video.scenario import LoadedVideo
     from mmsim.runtime import Progress
     from mmsim.store import RunStore
 
@@ -103,9 +104,16 @@ def run(
                            plugins=plugin or ())
         loaded_any = load_any_scenario(scenario, overrides=set_, limit=limit)
         from mmsim.protocols.dynamic.scenario import LoadedDynamic as _Dyn
+        from mmsim.protocols.video.scenario import LoadedVideo as _Video
 
-        if isinstance(loaded_any, _Dyn):  # kind: dynamic
-            _run_dynamic(loaded_any, out_dir, progress)
+        if isinstance(loaded_any, _Dyn | _Video):  # kind: dynamic / video
+            if ex.name != "local":
+                raise UserError(f"{loaded_any.scenario.kind} scenarios run with the local "
+                                "executor", field="executor")
+            if isinstance(loaded_any, _Dyn):
+                _run_dynamic(loaded_any, out_dir, progress)
+            else:
+                _run_video(loaded_any, out_dir, progress)
             return
         if not isinstance(loaded_any, LoadedScenario):  # kind: classification
             if ex.name != "local":
@@ -192,6 +200,23 @@ def _run_dynamic(loaded: LoadedDynamic, out_dir: Path | None, progress: bool) ->
     _finish(result, run_dir, dyn_compute, dyn_table)
 
 
+def _run_video(loaded: LoadedVideo, out_dir: Path | None, progress: bool) -> None:
+    """``mmsim run`` for a ``kind: video`` scenario (inside run's error handling)."""
+    from mmsim.protocols.video import compute as video_compute
+    from mmsim.protocols.video import print_table as video_table
+    from mmsim.protocols.video import run_video
+    from mmsim.protocols.video.runner import default_run_dir
+
+    run_dir = out_dir or default_run_dir(loaded.scenario)
+    result = _with_bar(progress, lambda prog: run_video(loaded, run_dir, progress=prog))
+    _finish(result, run_dir, video_compute, video_table)
+    ro = loaded.scenario.rollouts
+    if ro is not None:
+        for fmt in ro.export:
+            err.print(f"rollouts: {run_dir / f'rollouts.{fmt}'}", highlight=False,
+                      soft_wrap=True)
+
+
 @app.command()
 def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> None:
     """Check a scenario file without running it."""
@@ -203,7 +228,15 @@ def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> N
     except UserError as exc:
         raise _fail(exc) from None
     from mmsim.protocols.dynamic.scenario import LoadedDynamic as _Dyn
+    from mmsim.protocols.video.scenario import LoadedVideo as _Video
 
+    if isinstance(loaded, _Video):  # kind: video
+        v = loaded.scenario
+        ro = v.rollouts
+        out.print(f"{scenario}: ok — video: {len(v.models)} models on dataset "
+                  f"{v.dataset.name!r}, frames {v.frames.send}"
+                  + (f", rollouts G={ro.samples} at T={ro.temperature}" if ro else ""))
+        return
     if isinstance(loaded, _Dyn):  # kind: dynamic
         d = loaded.scenario
         out.print(f"{scenario}: ok — dynamic: {len(d.models)} models x {len(d.tasks)} task "
@@ -266,6 +299,10 @@ def report(
                     from mmsim.protocols.dynamic import compute as dyn_compute
 
                     metrics = dyn_compute(store)
+                elif metrics.get("kind") == "video":
+                    from mmsim.protocols.video import compute as video_compute
+
+                    metrics = video_compute(store)
                 all_metrics.append(metrics)
             finally:
                 store.close()
@@ -287,6 +324,10 @@ def report(
                 from mmsim.protocols.dynamic import print_table as dyn_table
 
                 dyn_table(metrics, out)
+            elif metrics.get("kind") == "video":
+                from mmsim.protocols.video import print_table as video_table
+
+                video_table(metrics, out)
             else:
                 print_table(metrics, out)
 

@@ -25,6 +25,7 @@ from mmsim.registry import did_you_mean
 if TYPE_CHECKING:
     from mmsim.protocols.classification.scenario import LoadedClassification
     from mmsim.protocols.dynamic.scenario import LoadedDynamic
+    from mmsim.protocols.video.scenario import LoadedVideo
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -511,7 +512,7 @@ def load_scenario(path: str | Path, *, overrides: list[str] | None = None,
 
 
 # -- scenario kinds (``kind:`` at the top level; default ``interfeedback``) ---------------
-SCENARIO_KINDS = ("interfeedback", "classification", "dynamic")
+SCENARIO_KINDS = ("interfeedback", "classification", "dynamic", "video")
 
 
 def read_scenario_data(path: str | Path, overrides: list[str] | None = None
@@ -590,11 +591,15 @@ def validate_kind_scenario(path: str | Path, root: type[M],
 
 def load_any_scenario(path: str | Path, *, overrides: list[str] | None = None,
                       limit: int | None = None
-                      ) -> LoadedScenario | LoadedClassification | LoadedDynamic:
+                      ) -> LoadedScenario | LoadedClassification | LoadedDynamic | LoadedVideo:
     """Load a scenario of any ``kind``: ``interfeedback`` (the default),
-    ``classification`` (:mod:`mmsim.protocols.classification`) or ``dynamic``
-    (:mod:`mmsim.protocols.dynamic`)."""
+    ``classification`` (:mod:`mmsim.protocols.classification`), ``dynamic``
+    (:mod:`mmsim.protocols.dynamic`) or ``video`` (:mod:`mmsim.protocols.video`)."""
     _, data, _, _ = read_scenario_data(path, overrides)
+    if data.get("kind") == "video":
+        from mmsim.protocols.video.scenario import load_video_scenario
+
+        return load_video_scenario(path, overrides=overrides, limit=limit)
     if data.get("kind") == "dynamic":
         from mmsim.protocols.dynamic.scenario import load_dynamic_scenario
 

@@ -38,6 +38,7 @@ class AskContext:
 
     oracle: Oracle
     seed: int
+    temperature: float | None = None  # a sampling override (rollouts); None: the agent's own
 
 
 class ModelActor(Actor[tuple[Observation, AskContext], Response]):
@@ -53,7 +54,8 @@ class ModelActor(Actor[tuple[Observation, AskContext], Response]):
                "sender": self.name}
         try:
             c = await self.backend.generate(GenerateRequest(
-                messages=obs.conversation, purpose="answer", seed=ctx.seed, oracle=ctx.oracle))
+                messages=obs.conversation, purpose="answer", seed=ctx.seed, oracle=ctx.oracle,
+                temperature=ctx.temperature))
         except InfrastructureError as exc:
             return Response(**env, text="", answer=None, parse="error", error=str(exc),
                             usage=Usage(retries=exc.retries), simulated=self.backend.simulated)

@@ -1,0 +1,166 @@
+"""The ``kind: video`` scenario schema (docs/video.md).
+
+Errors name the file, the line and the dotted field, as for the other scenario kinds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mmsim.data.video import FrameSpec
+from mmsim.protocols.video.data import VIDEO_DATASETS
+from mmsim.registry import did_you_mean
+from mmsim.scenario import AgentSpec, RunSpec, validate_kind_scenario
+
+_STRICT = ConfigDict(extra="forbid")
+
+# The published SEED-Bench-R1 instruction, appended to the problem text.
+PROMPT = ("{problem} Output the thinking process in <think> </think> and final answer in "
+          "<answer> </answer> tags, i.e., <think> reasoning process here </think><answer> "
+          "answer here </answer>. ")
+
+
+class VideoDatasetSpec(BaseModel):
+    """``name`` picks the loader; every other key is the loader's option."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "synthetic-video"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in VIDEO_DATASETS:
+            names = VIDEO_DATASETS.names()
+            raise ValueError(f"unknown video dataset {v!r}{did_you_mean(v, names)}; "
+                             f"known: {', '.join(names)}")
+        return v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class FramesSpec(FrameSpec):
+    """How a clip reaches a model: ``send: images`` — mmsim samples frames (the
+    :class:`~mmsim.data.video.FrameSpec` recipe) and sends them as images before the
+    current observation; ``send: video`` — the clip itself, for backends and servers that
+    take videos (the openai backend's ``params.video: video_url``)."""
+
+    send: Literal["images", "video"] = "images"
+
+
+class EvalSpec(BaseModel):
+    """The evaluation pass: one reply per model and validation item, greedy by default
+    (``temperature: null`` leaves each agent's own sampling parameters)."""
+
+    model_config = _STRICT
+    temperature: float | None = Field(0.0, ge=0)
+
+
+class RolloutSpec(BaseModel):
+    """Rollouts for post-training research: ``samples`` (G) replies per prompt at
+    ``temperature``, for the items of ``split`` (``training``: the dataset's training rows;
+    ``validation``: the levels' items; ``all``), ``k`` values of pass@k (each <= samples),
+    ``ddof`` of the group standard deviation in the advantages, and ``export`` formats
+    written to the run directory at the end."""
+
+    model_config = _STRICT
+    samples: int = Field(8, ge=1, le=1024)
+    temperature: float = Field(1.0, gt=0)
+    split: Literal["training", "validation", "all"] = "training"
+    k: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    ddof: Literal[0, 1] = 1
+    max_items: int | None = Field(None, ge=1)
+    export: list[Literal["jsonl", "parquet"]] = Field(
+        default_factory=lambda: ["jsonl"])  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _k(self) -> RolloutSpec:
+        bad = [k for k in self.k if not 1 <= k <= self.samples]
+        if bad:
+            raise ValueError(f"pass@k needs 1 <= k <= samples ({self.samples}); got {bad}")
+        self.k = sorted(set(self.k))
+        return self
+
+
+class VideoScenario(BaseModel):
+    """A ``kind: video`` scenario file (see docs/video.md)."""
+
+    model_config = _STRICT
+    kind: Literal["video"] = "video"
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 0
+    dataset: VideoDatasetSpec = VideoDatasetSpec()
+    frames: FramesSpec = FramesSpec()
+    prompt: str = PROMPT
+    models: list[AgentSpec] = Field(min_length=1)
+    eval: EvalSpec = EvalSpec()
+    rollouts: RolloutSpec | None = RolloutSpec()
+    rewards: list[Literal["accuracy", "format"]] = Field(
+        default_factory=lambda: ["accuracy", "format"], min_length=1)  # type: ignore[arg-type]
+    run: RunSpec = RunSpec()
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if "{problem}" not in v:
+            raise ValueError("the prompt must contain {problem} (the question and options)")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> VideoScenario:
+        seen: set[str] = set()
+        for a in self.models:
+            if a.name in seen:
+                raise ValueError(f"duplicate agent name {a.name!r}")
+            seen.add(a.name)
+            if a.kind == "human":
+                raise ValueError(f"model {a.name!r} is a human proxy: video scenarios run "
+                                 "models only")
+            if (self.rollouts is not None and self.rollouts.samples > 1
+                    and a.params.get("seed") is not None):
+                raise ValueError(f"model {a.name!r} has a fixed params.seed: its "
+                                 f"{self.rollouts.samples} rollout samples per prompt would "
+                                 "all be the same reply; drop the seed for rollouts")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class LoadedVideo(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    scenario: VideoScenario
+    path: Path
+    limit: int | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+_FIELDS: dict[str, type[BaseModel]] = {
+    "": VideoScenario, "dataset": VideoDatasetSpec, "frames": FramesSpec,
+    "models": AgentSpec, "eval": EvalSpec, "rollouts": RolloutSpec, "run": RunSpec}
+
+
+def load_video_scenario(path: str | Path, *, overrides: list[str] | None = None,
+                        limit: int | None = None) -> LoadedVideo:
+    """Read, override and validate a ``kind: video`` scenario file."""
+    p, scn = validate_kind_scenario(path, VideoScenario, _FIELDS, overrides=overrides,
+                                    limit=limit)
+    return LoadedVideo(scenario=scn, path=p.resolve(), limit=limit)
+
+
+__all__ = ["PROMPT", "EvalSpec", "FramesSpec", "LoadedVideo", "RolloutSpec",
+           "VideoDatasetSpec", "VideoScenario", "load_video_scenario"]
