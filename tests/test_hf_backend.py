@@ -240,3 +240,34 @@ def test_scenario_runs_on_the_hf_backend(tiny_dir: Path, tmp_path: Path) -> None
     assert result.turns >= 12 and not result.failed
     # gibberish answers are unparsed, hence wrong: every item gets feedback episodes
     assert counts.get("feedback.done", 0) >= 1
+
+
+def test_video_parts_reach_the_model_as_sampled_frames(tiny_dir: Path, image: Image,
+                                                       tmp_path: Path) -> None:
+    """A video part becomes its frames (the SEED-Bench-R1 recipe, cached by content hash):
+    the prompt grows by one image's tokens per frame, and the clip is decoded once."""
+    pytest.importorskip("av")
+    from PIL import Image as PILImage
+
+    from mmsim.backends.hf import HFBackend
+    from mmsim.data.video import frame_cache, write_video
+
+    clip = write_video(tmp_path / "clip.mp4", [PILImage.new("RGB", (64, 48), (10 * t, 0, 0))
+                                               for t in range(24)], 8.0)  # 3 s -> 6 frames
+    cache = tmp_path / "frames"
+    backend = HFBackend("tiny", {"model": str(tiny_dir), "device": "cpu", "max_new_tokens": 4,
+                                 "frame_cache_dir": str(cache),
+                                 "video_frames": {"size": 56}})
+    q = Text(text="What happens next?")
+    with_video = GenerateRequest(messages=(ChatTurn(role="user", parts=(clip, image, q)),))
+    image_only = GenerateRequest(messages=(ChatTurn(role="user", parts=(image, q)),))
+    a, b, again = _generate_all(backend, [with_video, image_only, with_video], False)
+    per_image = b.usage.prompt_tokens - _generate_all(backend, [GenerateRequest(
+        messages=(ChatTurn(role="user", parts=(q,)),))], False)[0].usage.prompt_tokens
+    assert a.usage.prompt_tokens - b.usage.prompt_tokens == 6 * per_image
+    assert again.text == a.text
+    fc = frame_cache(cache, backend._frame_spec)
+    assert fc.decodes == 1
+    with pytest.raises(UserError):
+        HFBackend("tiny", {"model": str(tiny_dir), "device": "cpu",
+                           "video_frames": {"fps": 0}})

@@ -354,3 +354,19 @@ def test_export_to_a_new_file_is_atomic_and_counts_rows(tmp_path: Path) -> None:
     n = export_rollouts(out, tmp_path / "x" / "r.jsonl", "jsonl")
     assert n == 2 * 3 * 2
     assert not [p for p in (tmp_path / "x").iterdir() if p.name.startswith(".")]
+
+
+def test_default_scenario_runs_without_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    """The core install has no PyAV: the synthetic clips are then GIFs, decoded by Pillow."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
+    loaded = load_video_scenario(SCENARIO, limit=4, overrides=["rollouts.samples=2",
+                                                              "rollouts.k=[1,2]"])
+    runner = VideoRunner(loaded, tmp_path / "run")
+    res = anyio.run(runner.run)
+    assert res.failed == 0 and res.played == 2 * 3 * 4 + 2 * 4 * 2
+    clips = list((tmp_path / "run" / "assets").glob("synthetic-video-*/videos/*/*"))
+    assert clips and all(p.suffix == ".gif" for p in clips)
+    assert runner.decodes == len(clips)

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mmsim.backends.base import Backend, Completion, GenerateRequest, backend
 from mmsim.backends.batching import MicroBatcher
-from mmsim.errors import InfrastructureError, UserError
+from mmsim.errors import InfrastructureError, UserError, validated
 from mmsim.messages import ChatTurn, Image, Text, Usage, Video
 
 
@@ -55,6 +55,10 @@ class HFParams(BaseModel):
     attn_implementation: str | None = None
     ignore_eos: bool = False
     trust_remote_code: bool = False
+    # video parts become frames (mmsim.data.video.FrameSpec options; default the
+    # SEED-Bench-R1 recipe), cached by content hash in frame_cache_dir ($MMSIM_CACHE_DIR)
+    video_frames: dict[str, Any] = Field(default_factory=dict)
+    frame_cache_dir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,10 @@ class HFBackend(Backend):
             field = ".".join(str(x) for x in e["loc"])
             raise UserError(str(e["msg"]), field=f"params.{field}" if field else "params") \
                 from None
+        from mmsim.data.video import FrameSpec
+
+        self._frame_spec = validated(FrameSpec, self.cfg.video_frames, label="",
+                                     field="params.video_frames")
         from mmsim.models.tiny import require_hf
 
         self._torch, self._tf = require_hf()
@@ -181,6 +189,11 @@ class HFBackend(Backend):
             self._images.popitem(last=False)
         return pil
 
+    def _frames(self, video: Video) -> tuple[Image, ...]:
+        from mmsim.data.video import video_as_images
+
+        return video_as_images(video, self._frame_spec, self.cfg.frame_cache_dir)
+
     def _render(self, turns: tuple[ChatTurn, ...]) -> tuple[str, list[Any]]:
         messages: list[dict[str, Any]] = []
         images: list[Any] = []
@@ -193,7 +206,9 @@ class HFBackend(Backend):
                     content.append({"type": "image"})
                     images.append(self._image(p))
                 elif isinstance(p, Video):
-                    raise InfrastructureError("hf backend: video parts are not supported yet")
+                    for frame in self._frames(p):
+                        content.append({"type": "image"})
+                        images.append(self._image(frame))
             messages.append({"role": t.role, "content": content})
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True,
                                                   tokenize=False)

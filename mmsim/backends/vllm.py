@@ -25,11 +25,11 @@ import time
 from typing import Any
 
 from mmsim.backends.base import Backend, Completion, GenerateRequest, backend
-from mmsim.errors import InfrastructureError, UserError
+from mmsim.errors import InfrastructureError, UserError, validated
 from mmsim.messages import ChatTurn, Image, Text, Usage, Video
 
 VLLM_EXTRA_HINT = "pip install 'mmsim[vllm]'"
-_OWN_PARAMS = ("model", "max_new_tokens", "temperature", "seed")
+_OWN_PARAMS = ("model", "max_new_tokens", "temperature", "seed", "video_frames", "frame_cache_dir")
 
 
 def require_vllm() -> Any:
@@ -59,6 +59,11 @@ class VLLMBackend(Backend):
         self.max_new_tokens = int(params.get("max_new_tokens", 256))
         self.temperature = float(params.get("temperature", 0.0))
         self.seed = params.get("seed")
+        from mmsim.data.video import FrameSpec
+
+        self.frame_spec = validated(FrameSpec, dict(params.get("video_frames") or {}),
+                                    label="", field="params.video_frames")
+        self.frame_cache_dir = params.get("frame_cache_dir")
         engine_kw = {k: v for k, v in params.items() if k not in _OWN_PARAMS}
         try:
             args = vllm.AsyncEngineArgs(model=model, **engine_kw)
@@ -86,8 +91,12 @@ class VLLMBackend(Backend):
                     if p.uri.startswith("data:"):
                         src = io.BytesIO(base64.b64decode(p.uri.split(",", 1)[1]))
                     images.append(PILImage.open(src).convert("RGB"))
-                elif isinstance(p, Video):
-                    raise InfrastructureError("vllm backend: video parts are not supported yet")
+                elif isinstance(p, Video):  # as frames (the SEED-Bench-R1 recipe by default)
+                    from mmsim.data.video import video_as_images
+
+                    for frame in video_as_images(p, self.frame_spec, self.frame_cache_dir):
+                        content.append({"type": "image"})
+                        images.append(PILImage.open(frame.uri).convert("RGB"))
             messages.append({"role": t.role, "content": content})
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True,
                                                   tokenize=False)

@@ -41,10 +41,12 @@ __all__ = [
     "FrameSpec",
     "Sampled",
     "VideoInfo",
+    "default_cache_dir",
     "frame_cache",
     "frame_indices",
     "probe",
     "sample_frames",
+    "video_as_images",
     "write_video",
 ]
 
@@ -601,6 +603,20 @@ def frame_cache(cache_dir: str | Path, spec: FrameSpec | None = None) -> FrameCa
         if cache is None:
             cache = _CACHES[key] = FrameCache(cache_dir, spec)
         return cache
+
+
+def default_cache_dir() -> Path:
+    """The cache folder of backends that turn video parts into frames: ``$MMSIM_CACHE_DIR``,
+    else ``~/.cache/mmsim`` (entries land in its ``frames/``)."""
+    root = os.environ.get("MMSIM_CACHE_DIR") or str(Path.home() / ".cache" / "mmsim")
+    return Path(root)
+
+
+def video_as_images(video: Video, spec: FrameSpec | None = None,
+                    cache_dir: str | Path | None = None) -> tuple[Image, ...]:
+    """A video part as the images a backend without video input sends instead: its frames
+    under ``spec`` (default: the SEED-Bench-R1 recipe), cached by content hash."""
+    return frame_cache(cache_dir or default_cache_dir(), spec).frames(video)
 
 
 def sample_frames(video: Video | str | Path, spec: FrameSpec,
