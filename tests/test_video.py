@@ -370,3 +370,28 @@ def test_default_scenario_runs_without_pyav(tmp_path: Path, monkeypatch: pytest.
     clips = list((tmp_path / "run" / "assets").glob("synthetic-video-*/videos/*/*"))
     assert clips and all(p.suffix == ".gif" for p in clips)
     assert runner.decodes == len(clips)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage, not a video" * 10])
+def test_cli_broken_clip_exit_2_names_it_and_writes_no_run(tmp_path: Path, content: bytes
+                                                          ) -> None:
+    root = make_seed_bench(tmp_path / "sbr1", training=False)
+    (root / "videos" / "Ego4D" / "L32.mp4").write_bytes(content)
+    scn = _scenario(tmp_path, SBR1_SCENARIO.format(root=root).replace(
+        ", training: training_6k.jsonl", ""))
+    out = tmp_path / "run"
+    r = run_cli("run", str(scn), "--out", str(out), "--no-progress")
+    assert r.returncode == 2, r.stderr
+    assert "L32.mp4" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "mmsim.sqlite").exists()
+
+
+def test_rollouts_without_training_rows_is_a_clear_error(tmp_path: Path) -> None:
+    root = make_seed_bench(tmp_path / "sbr1", training=False)
+    scn = _scenario(tmp_path, SBR1_SCENARIO.format(root=root).replace(
+        ", training: training_6k.jsonl", ""))
+    r = run_cli("run", str(scn), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 2 and "rollouts.split" in r.stderr and "training_6k" in r.stderr
+    r = run_cli("run", str(scn), "--out", str(tmp_path / "run"), "--no-progress",
+                "--set", "rollouts.split=validation")
+    assert r.returncode == 0, r.stderr

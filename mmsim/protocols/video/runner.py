@@ -127,6 +127,11 @@ def plan(scn: VideoScenario, items: list[Sample]) -> list[Unit]:
             prompts = validation
         else:
             prompts = list(items)
+        if not prompts:
+            raise UserError(f"rollouts.split is {ro.split!r} but the dataset has no such "
+                            "items (seed-bench-r1: set dataset.training, e.g. "
+                            "training_6k.jsonl), or use rollouts.split: validation, or turn "
+                            "rollouts off with rollouts: null", field="rollouts.split")
         prompts = prompts[:ro.max_items] if ro.max_items else prompts
         for m in scn.models:
             units += [Unit(f"video/roll/{m.name}/{it.id}/s{j}", "rollout", m.name, it, j,
@@ -196,7 +201,10 @@ class VideoRunner:
             if exc.where is not None:
                 raise
             raise type(exc)(exc.message, where=str(self.loaded.path), field=exc.field) from None
-        units = plan(scn, items)
+        try:
+            units = plan(scn, items)
+        except UserError as exc:
+            raise type(exc)(exc.message, where=str(self.loaded.path), field=exc.field) from None
         levels = sorted({it.category for it in items})
         manifest = {
             "kind": "video",
