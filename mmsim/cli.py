@@ -378,11 +378,26 @@ def export(
         "stdout, jsonl/csv only).")] = None,
     messages: Annotated[bool, typer.Option(
         "--messages", help="Also export messages, to <output stem>.messages.FORMAT.")] = False,
+    rollouts: Annotated[bool, typer.Option(
+        "--rollouts", help="A video run's rollouts for a trainer (jsonl or parquet; default "
+        "RUN_DIR/rollouts.FORMAT; docs/video.md).")] = False,
 ) -> None:
     """Export a run's episodes (and messages) as rows (docs/reports.md)."""
     from mmsim.store import RunStore
     from mmsim.store.export import FORMATS, export_run
 
+    if rollouts:
+        from mmsim.protocols.video.export import export_rollouts
+
+        if format not in ("jsonl", "parquet"):
+            raise _fail(UserError("rollouts export as jsonl or parquet", where="--format"))
+        dest_r = output or run_dir / f"rollouts.{format}"
+        try:
+            n = export_rollouts(run_dir, dest_r, format)
+        except UserError as exc:
+            raise _fail(exc) from None
+        err.print(f"rollouts: {n} rows -> {dest_r}", highlight=False, soft_wrap=True)
+        return
     if format not in FORMATS:
         raise _fail(UserError(f"must be one of {', '.join(FORMATS)}", where="--format"))
     dest: Path | None = run_dir / f"episodes.{format}" if output is None else output

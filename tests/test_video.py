@@ -354,6 +354,34 @@ def test_export_to_a_new_file_is_atomic_and_counts_rows(tmp_path: Path) -> None:
     n = export_rollouts(out, tmp_path / "x" / "r.jsonl", "jsonl")
     assert n == 2 * 3 * 2
     assert not [p for p in (tmp_path / "x").iterdir() if p.name.startswith(".")]
+    r = run_cli("export", str(out), "--rollouts", "--format", "parquet")
+    assert r.returncode == 0 and "12 rows" in r.stderr, r.stderr
+    assert (out / "rollouts.parquet").is_file()
+    r = run_cli("export", str(tmp_path / "nothing"), "--rollouts")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_send_video_passes_the_clip_as_video_url(tmp_path: Path) -> None:
+    root = make_seed_bench(tmp_path / "sbr1", n=2, training=False)
+    with EchoServer(record=True, answer=_tagged) as srv:
+        scn = _scenario(tmp_path, f"""kind: video
+name: http
+dataset: {{name: seed-bench-r1, path: {root}, levels: [L1]}}
+frames: {{send: video}}
+models:
+  - name: echo
+    backend: openai
+    params: {{base_url: "{srv.base_url}", model: tiny, video: video_url,
+              image_transport: file_url}}
+rollouts: null
+run: {{concurrency: 4, bootstrap: 0}}
+""")
+        runner = VideoRunner(load_video_scenario(scn), tmp_path / "run")
+        res = anyio.run(runner.run)
+        assert res.played == 2 and runner.decodes == 0  # nothing decoded: the clip is sent
+        bodies = [json.loads(b) for b in srv.bodies]
+    kinds = sorted(tuple(c["type"] for c in b["messages"][0]["content"]) for b in bodies)
+    assert kinds == [("image_url", "text"), ("video_url", "image_url", "text")]
 
 
 def test_default_scenario_runs_without_pyav(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
