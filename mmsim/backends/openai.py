@@ -25,14 +25,17 @@ import hashlib
 import importlib.util
 import json
 import os
-import time
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
+from time import perf_counter
 from typing import Any, Literal, Protocol
 
 import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import SchemaValidator
+from pydantic_core import core_schema as cs
 
 from mmsim.backends.base import Backend, Completion, GenerateRequest, ResponseCache, backend
 from mmsim.backends.retry import Fatal, Retryable, RetryPolicy, parse_retry_after, retryable_status
@@ -238,8 +241,10 @@ class _Aiohttp:
         try:
             async with self.session.post(url, data=body, headers=headers) as r:
                 data = await r.read()
-                return (r.status, r.headers.get("Content-Type", ""),
-                        r.headers.get("Retry-After"), data)
+                status, h = r.status, r.headers
+                # Retry-After is only read on a failure (parse_reply ignores it on a 200)
+                return (status, h.get("Content-Type", ""),
+                        None if status == 200 else h.get("Retry-After"), data)
         except TimeoutError:
             raise Retryable(f"timeout after {self.timeout_s:g} s") from None
         except self.aiohttp.ClientError as exc:
@@ -295,9 +300,36 @@ async def _release(key: tuple[int, str, int, str], ep: Endpoint) -> None:
 
 
 # -- the backend -------------------------------------------------------------------------
+def _field(schema: cs.CoreSchema, required: bool = True) -> cs.TypedDictField:
+    return cs.typed_dict_field(schema, required=required)
+
+
+def _count() -> cs.TypedDictField:
+    return _field(cs.nullable_schema(cs.int_schema(strict=True)), required=False)
+
+
+#: The common shape of a chat-completions reply, parsed and checked in one pass by
+#: pydantic-core (only these fields become Python objects; other keys are skipped).
+#: Strict: a reply it does not take as is goes to the general parser, ``_parse_json``.
+_REPLY = SchemaValidator(cs.typed_dict_schema({
+    "choices": _field(cs.list_schema(cs.typed_dict_schema({
+        "message": _field(cs.typed_dict_schema({
+            "content": _field(cs.nullable_schema(cs.str_schema(strict=True)))})),
+        "finish_reason": _field(cs.any_schema(), required=False)}))),
+    "usage": _field(cs.nullable_schema(cs.typed_dict_schema({
+        "prompt_tokens": _count(), "completion_tokens": _count()})), required=False),
+    "model": _field(cs.any_schema(), required=False)}))
+_NO_USAGE = Usage()
+
+
 def parse_reply(status: int, ctype: str, retry_after: str | None, body: bytes, n: int
                 ) -> tuple[list[str], Usage, dict[str, Any]]:
-    """Texts, usage and meta of a chat-completions reply; raises Retryable/Fatal."""
+    """Texts, usage and meta of a chat-completions reply; raises Retryable/Fatal.
+
+    A reply of the common shape (string or null contents, integer or null token counts,
+    at least one choice) is parsed and checked in one pass (``_REPLY``); anything else
+    goes through ``json.loads`` and the general checks of ``_parse_json``. Both give the
+    same result for any reply the fast pass takes."""
     if status != 200:
         snippet = body[:200].decode("utf-8", "replace").strip()
         reason = f"HTTP {status}" + (f": {snippet}" if snippet else "")
@@ -306,6 +338,28 @@ def parse_reply(status: int, ctype: str, retry_after: str | None, body: bytes, n
         raise Fatal(reason)
     if "json" not in ctype.lower():
         raise Retryable(f"wrong content type {ctype or '(none)'!r}")
+    try:
+        obj = _REPLY.validate_json(body)
+    except ValidationError:
+        return _parse_json(body, n)
+    choices = obj["choices"]
+    if not choices:
+        return _parse_json(body, n)
+    texts = [ch["message"]["content"] or "" for ch in choices[:n]]
+    if not texts[0].strip():
+        raise Retryable("empty content")
+    u = obj.get("usage")
+    usage = _NO_USAGE
+    if u:
+        prompt, completion = u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0
+        if prompt or completion:
+            usage = Usage(prompt_tokens=prompt, completion_tokens=completion)
+    return texts, usage, {"finish_reason": choices[0].get("finish_reason"),
+                          "served_model": obj.get("model")}
+
+
+def _parse_json(body: bytes, n: int) -> tuple[list[str], Usage, dict[str, Any]]:
+    """``parse_reply`` for any 200 JSON reply: content parts, odd token counts, errors."""
     try:
         obj = json.loads(body)
     except UnicodeDecodeError:
@@ -366,6 +420,7 @@ class OpenAIBackend(Backend):
         self._cache: ResponseCache | None = None
         self._cache_mode: bool | None = None
         self._default_tail: tuple[str, dict[str, Any]] | None = None
+        self._n = self.p.n
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "openai", "simulated": False, "http_client": self.client_kind,
@@ -416,8 +471,7 @@ class OpenAIBackend(Backend):
     async def generate(self, request: GenerateRequest) -> Completion:
         body = self.body(request)
         key = None
-        if self._cacheable(request):
-            assert self._cache is not None
+        if self._cache is not None and self._cacheable(request):
             key = hashlib.sha256(self.cache_scope().encode() + b"\n" + body).hexdigest()
             hit = self._cache.get(key)
             if hit is not None:
@@ -425,15 +479,22 @@ class OpenAIBackend(Backend):
                 return Completion(text=hit["texts"][0], usage=u, latency_s=0.0,
                                   meta={**hit.get("meta", {}), "retries": 0, "cached": True,
                                         **({"choices": hit["texts"]} if self.p.n > 1 else {})})
-        t0 = time.perf_counter()
-        (texts, usage, meta), retries = await self.retry.call(
-            lambda: self.attempt(body), f"{self.name} ({self.where()})")
-        latency = time.perf_counter() - t0
+        t0 = perf_counter()
+        try:  # the first try outside the retry machinery: nothing is allocated for retries
+            texts, usage, meta = await self.attempt(body)
+            retries = 0
+        except (Retryable, Fatal) as exc:
+            (texts, usage, meta), retries = await self.retry.recover(
+                partial(self.attempt, body), f"{self.name} ({self.where()})", exc)
+        latency = perf_counter() - t0
         if key is not None:
             assert self._cache is not None
-            self._cache.put(key, {"texts": texts, "usage": usage.model_dump(), "meta": meta})
-        meta = {**meta, "retries": retries, "cached": False}
-        if self.p.n > 1:
+            self._cache.put(key, {"texts": texts, "usage": usage.model_dump(),
+                                  "meta": dict(meta)})
+        # ``meta`` is the attempt's own fresh dict: completed in place, not copied
+        meta["retries"] = retries
+        meta["cached"] = False
+        if self._n > 1:
             meta["choices"] = texts
         if retries:
             usage = Usage(prompt_tokens=usage.prompt_tokens,
@@ -456,14 +517,16 @@ class OpenAIBackend(Backend):
                                       self.p.timeout_s)
         ep = self._endpoint[1]
         if ep.slots is None:
-            reply = await ep.client.post(self.url, body, self._headers)
+            status, ctype, retry_after, data = await ep.client.post(self.url, body,
+                                                                    self._headers)
         else:
             async with ep.slots:
                 with anyio.move_on_after(self.p.timeout_s) as scope:
-                    reply = await ep.client.post(self.url, body, self._headers)
+                    status, ctype, retry_after, data = await ep.client.post(
+                        self.url, body, self._headers)
                 if scope.cancelled_caught:
                     raise Retryable(f"timeout after {self.p.timeout_s:g} s")
-        return parse_reply(*reply, n=self.p.n)
+        return parse_reply(status, ctype, retry_after, data, self._n)
 
     async def aclose(self) -> None:
         ep, self._endpoint = self._endpoint, None

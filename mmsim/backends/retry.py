@@ -4,6 +4,9 @@ A backend's attempt raises :class:`Retryable` (429, 5xx, timeouts, connection er
 malformed or empty replies) or :class:`Fatal` (other 4xx); :meth:`RetryPolicy.call` retries
 the first kind until the budget is spent and turns both into
 :class:`~mmsim.errors.InfrastructureError` carrying the reason and the retries spent.
+A backend on a hot path makes its first attempt itself and hands a failure to
+:meth:`RetryPolicy.recover` (the same semantics, nothing allocated when the first try
+succeeds).
 """
 
 from __future__ import annotations
@@ -78,16 +81,30 @@ class RetryPolicy:
 
     async def call(self, attempt: Callable[[], Awaitable[T]], what: str) -> tuple[T, int]:
         """Run ``attempt`` until it succeeds; returns (result, retries spent)."""
+        try:
+            return await attempt(), 0
+        except (Retryable, Fatal) as exc:
+            return await self.recover(attempt, what, exc)
+
+    async def recover(self, attempt: Callable[[], Awaitable[T]], what: str,
+                      failed: Retryable | Fatal) -> tuple[T, int]:
+        """What :meth:`call` does once the first attempt has raised ``failed``: wait, retry
+        until success or the budget is spent; returns (result, retries spent).
+
+        Backends call their first attempt themselves and come here only when it fails, so
+        the success path allocates nothing for retries (no closure, no message string)."""
         retries = 0
+        exc = failed
         while True:
+            if isinstance(exc, Fatal):
+                raise InfrastructureError(f"{what}: {exc.reason}", retries=retries) from None
+            if retries >= self.max_retries:
+                raise InfrastructureError(
+                    f"{what}: {exc.reason} (gave up after {retries} retries)",
+                    retries=retries) from None
+            await anyio.sleep(self.delay(retries, exc.retry_after))
+            retries += 1
             try:
                 return await attempt(), retries
-            except Retryable as exc:
-                if retries >= self.max_retries:
-                    raise InfrastructureError(
-                        f"{what}: {exc.reason} (gave up after {retries} retries)",
-                        retries=retries) from None
-                await anyio.sleep(self.delay(retries, exc.retry_after))
-                retries += 1
-            except Fatal as exc:
-                raise InfrastructureError(f"{what}: {exc.reason}", retries=retries) from None
+            except (Retryable, Fatal) as e:
+                exc = e
