@@ -10,7 +10,7 @@ proposal, its grade and the decision (a ``Feedback`` of kind ``annotation`` whos
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -24,6 +24,7 @@ from mmsim.human import ANNOTATE_VERDICTS
 from mmsim.human.persona import parse_annotation
 from mmsim.messages import Feedback, Response
 from mmsim.policies.base import FeedbackContext
+from mmsim.runtime.executors import Jobs
 from mmsim.store import EpisodeRecord
 from mmsim.tasks.answers import check_answer
 
@@ -76,16 +77,18 @@ async def play_annotation(runner: Runner, samples: list[Sample],
     from mmsim.runtime.runner import run_pool
 
     scn = runner.scn
-    jobs: list[tuple[str, str, Sample]] = []
-    for rec in scn.receivers:
-        for prov in scn.providers:
-            for s in samples:
-                if (rec.name, s.id) not in screen:
-                    continue  # screening failed: nothing to propose
-                if annotate_id(rec.name, prov.name, s.id) in done:
-                    runner.skipped += 1
-                else:
-                    jobs.append((rec.name, prov.name, s))
+
+    def make() -> Iterator[tuple[str, str, Sample]]:  # made as they are taken
+        for rec in scn.receivers:
+            for prov in scn.providers:
+                for s in samples:
+                    if ((rec.name, s.id) in screen  # else screening failed: nothing to propose
+                            and annotate_id(rec.name, prov.name, s.id) not in done):
+                        yield rec.name, prov.name, s
+
+    jobs = Jobs(make)
+    screened = sum(1 for r in scn.receivers for s in samples if (r.name, s.id) in screen)
+    runner.skipped += screened * len(scn.providers) - len(jobs)
     runner.progress.phase("annotate", len(jobs))
 
     async def play(job: tuple[str, str, Sample]) -> None:

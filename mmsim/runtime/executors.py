@@ -23,19 +23,21 @@ executor.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 from collections.abc import (
     AsyncIterator,
     Callable,
     Iterable,
+    Iterator,
     Mapping,
     MutableMapping,
     Sequence,
 )
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 import structlog
@@ -59,6 +61,30 @@ ScreenJob = tuple[str, str]
 FeedbackJob = tuple[str, str, str, str]
 Job = ScreenJob | FeedbackJob
 SCREENING, FEEDBACK = "screening", "feedback"
+J = TypeVar("J")
+
+
+class Jobs(Generic[J]):
+    """A phase's jobs, made on demand: ``len`` is known up front (the progress bar's total,
+    the batch size of a remote executor), but the jobs themselves are produced as they are
+    taken, so a run of 100,000 episodes never holds a list of them.
+
+    Args:
+        make: returns a fresh iterator over the jobs, the same ones each time it is called
+            (it is called once to count them, once to play them).
+    """
+
+    __slots__ = ("_len", "_make")
+
+    def __init__(self, make: Callable[[], Iterator[J]]):
+        self._make = make
+        self._len = sum(1 for _ in make())
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[J]:
+        return self._make()
 
 
 class RecordSink(Protocol):
@@ -121,10 +147,11 @@ class Executor:
         """Held while the run plays (a remote executor starts its workers here)."""
         yield
 
-    async def play(self, runner: Runner, phase: Phase, jobs: Sequence[Any],
+    async def play(self, runner: Runner, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
                    sink: Any) -> None:
-        """Play one phase's ``jobs``; finished episodes go to ``sink``, screening
-        responses to ``phase.screen``; the runner's counters and progress advance."""
+        """Play one phase's ``jobs`` (taken in order, each once); finished episodes go to
+        ``sink``, screening responses to ``phase.screen``; the runner's counters and
+        progress advance."""
         raise NotImplementedError
 
 
@@ -133,7 +160,7 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    async def play(self, runner: Runner, phase: Phase, jobs: Sequence[Any],
+    async def play(self, runner: Runner, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
                    sink: Any) -> None:
         await play_jobs(runner, phase, jobs, runner.scn.run.concurrency,
                         runner.progress.advance)
@@ -288,16 +315,16 @@ class RayExecutor(Executor):
         return max(1, min(max(4 * per_worker, 512),
                           math.ceil(n_jobs / (4 * len(self._handles)))))
 
-    async def play(self, runner: Runner, phase: Phase, jobs: Sequence[Any],
+    async def play(self, runner: Runner, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
                    sink: Any) -> None:
         ray = _ray()
         from ray.exceptions import RayActorError, RayTaskError
 
-        if not jobs:
+        if not len(jobs):
             return
         concurrency = max(1, math.ceil(runner.scn.run.concurrency / len(self._handles)))
         size = self._size(len(jobs), runner.scn.run.concurrency)
-        batches = iter(range(0, len(jobs), size))
+        todo = iter(jobs)  # shared by the drivers: each batch is taken from it once
         screen = phase.screen
         stop = phase.stop
 
@@ -313,10 +340,10 @@ class RayExecutor(Executor):
             self._gen[slot] += 1
 
         async def drive(slot: int) -> None:
-            for start in batches:
-                if stop is not None and stop.is_set():
+            while stop is None or not stop.is_set():
+                batch = list(itertools.islice(todo, size))
+                if not batch:
                     return
-                batch = list(jobs[start:start + size])
                 firsts = ({(j[0], j[3]): screen[(j[0], j[3])] for j in batch}
                           if phase.name == FEEDBACK else {})
                 while True:
@@ -373,5 +400,5 @@ def make_executor(name: str, *, address: str | None = None, workers: int | None 
                     field="executor")
 
 
-__all__ = ["EXECUTORS", "BatchResult", "EpisodeWorker", "Executor", "LocalExecutor", "Phase",
-           "RayExecutor", "make_executor", "play_jobs"]
+__all__ = ["EXECUTORS", "BatchResult", "EpisodeWorker", "Executor", "Jobs", "LocalExecutor",
+           "Phase", "RayExecutor", "make_executor", "play_jobs"]

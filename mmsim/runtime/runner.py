@@ -50,7 +50,16 @@ from mmsim.human import backend_factory
 from mmsim.messages import ChatTurn, Response
 from mmsim.policies import POLICIES
 from mmsim.runtime.annotate import play_annotation
-from mmsim.runtime.executors import FEEDBACK, SCREENING, Executor, LocalExecutor, Phase
+from mmsim.runtime.executors import (
+    FEEDBACK,
+    SCREENING,
+    Executor,
+    FeedbackJob,
+    Jobs,
+    LocalExecutor,
+    Phase,
+    ScreenJob,
+)
 from mmsim.runtime.manifest import describe_agent, prompt_template_hashes, redact_scenario
 from mmsim.runtime.screening import ScreenAnswers
 from mmsim.runtime.servers import (
@@ -439,7 +448,7 @@ class Runner:
         scn = self.scn
         by_id = {s.id: s for s in samples}
         agents = scn.agents()
-        screen = ScreenAnswers()  # compact: a run may screen tens of thousands of items
+        screen = ScreenAnswers(screen_id)  # compact: a run may screen 100,000s of items
         if store is not None:
             screen.update(self._load_screening(store, done, agents, by_id))
         # The stop timer cancels this scope: episodes in flight are dropped, the sink still
@@ -463,14 +472,20 @@ class Runner:
         plan_by_name = {p.name: p for p in plans}
 
         # 1. screening (jobs are names, not samples: an executor may ship them elsewhere),
-        # item-major, so that the episodes in flight are spread over the agents (endpoints)
-        todo = [(a, s.id) for s in samples for a in agents
-                if (a, s.id) not in screen and screen_id(a, s.id) not in done]
+        # item-major, so that the episodes in flight are spread over the agents (endpoints);
+        # made as they are taken (a job is screened once: adding its answer to ``screen``
+        # while the phase plays changes none of the jobs still to come)
+        def screening_jobs() -> Iterator[ScreenJob]:
+            for s in samples:
+                for a in agents:
+                    if (a, s.id) not in screen and screen_id(a, s.id) not in done:
+                        yield a, s.id
+
+        todo = Jobs(screening_jobs)
         self.skipped += len(agents) * len(samples) - len(todo)
         self.progress.phase("screening", len(todo))
         await self.executor.play(self, Phase(SCREENING, by_id, plan_by_name, models, providers,
                                              screen, sink, stop), todo, sink)
-        del todo
         if stop is not None and stop.is_set():
             return  # stopping: no test sets from a partial screening
 
@@ -513,11 +528,12 @@ class Runner:
         return out
 
     def _feedback_jobs(self, samples: list[Sample], screen: ScreenMap,
-                       plans: list[PolicyPlan], done: set[str]
-                       ) -> list[tuple[str, str, str, str]]:
+                       plans: list[PolicyPlan], done: set[str]) -> Jobs[FeedbackJob]:
+        """The feedback episodes still to play, (receiver, provider, policy, sample id),
+        cell by cell; the test sets are built here, the jobs made as they are taken."""
         scn = self.scn
         mode = scn.protocol.test_set
-        jobs: list[tuple[str, str, str, str]] = []  # receiver, provider, policy, sample id
+        cells: list[tuple[str, str, list[Sample]]] = []  # receiver, provider, test set
 
         humans = {p.name for p in scn.providers if p.kind == "human"}
 
@@ -544,13 +560,18 @@ class Runner:
                 if len(test) > len(wrong):  # the published study's flaw, made impossible
                     raise AssertionError(f"N_test {len(test)} > N_wrong {len(wrong)} for "
                                          f"{rec.name} x {prov.name}")
+                cells.append((rec.name, prov.name, test))
+
+        def jobs() -> Iterator[FeedbackJob]:
+            for rec, prov, test in cells:
                 for plan in plans:
                     for s in test:
-                        if feedback_id(rec.name, prov.name, plan.name, s.id) in done:
-                            self.skipped += 1
-                        else:
-                            jobs.append((rec.name, prov.name, plan.name, s.id))
-        return jobs
+                        if feedback_id(rec, prov, plan.name, s.id) not in done:
+                            yield rec, prov, plan.name, s.id
+
+        out = Jobs(jobs)
+        self.skipped += sum(len(test) for _, _, test in cells) * len(plans) - len(out)
+        return out
 
     async def _screen_episode(self, model: ModelActor, sample: Sample
                               ) -> tuple[EpisodeRecord, Response | None]:

@@ -29,8 +29,8 @@ class EpisodeSink:
     writer; an error while writing is raised by the next ``add`` or on exit.
     """
 
-    def __init__(self, store: RunStore | None, *, batch: int = 512, interval_s: float = 0.2,
-                 max_batches: int = 8):
+    def __init__(self, store: RunStore | None, *, batch: int = 256, interval_s: float = 0.2,
+                 max_batches: int = 4):
         self.store = store
         self.batch = batch
         self.interval_s = interval_s

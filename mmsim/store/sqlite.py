@@ -12,9 +12,7 @@ the whole conversation of every observation.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -114,13 +112,16 @@ class EpisodeRecord:
 @dataclass(frozen=True, slots=True)
 class EncodedEpisode:
     """An episode as rows, in JSON: ``row`` is its ``episodes`` row (a JSON array) and
-    ``messages`` its ``messages`` rows (JSON arrays joined by commas; each payload is
+    ``messages`` its ``messages`` rows (``[episode_id, seq, turn, sender, kind, payload]``
+    JSON arrays joined by commas; each payload, the message without its envelope, is
     embedded as a JSON object, not as a string).
 
     JSON because :meth:`RunStore.write_encoded` inserts a whole batch with one statement
-    per table over ``json_each``: SQLite then does all the work with the GIL released,
-    where ``executemany`` takes the GIL back for every row and starves against a busy
-    event loop.
+    over ``json_each``: SQLite then does all the work with the GIL released, where
+    ``executemany`` takes the GIL back for every row and starves against a busy event
+    loop. The rows are flat (one array per message, the envelope already split off) so
+    that SQLite only picks array items: a nested array per episode and ``json_remove`` on
+    every payload cost the writer thread about a third more per episode.
     """
 
     episode_id: str
@@ -132,49 +133,56 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 
 
 def _row_json(row: tuple[Any, ...]) -> str:
-    try:
-        return _dumps(row)
-    except ValueError:  # NaN/inf are not JSON: stored as NULL
-        return _dumps([None if isinstance(v, float) and not math.isfinite(v) else v
-                       for v in row])
+    """One ``episodes`` row as a JSON array; NaN/inf (not JSON) are stored as NULL."""
+    return to_json(row, inf_nan_mode="null").decode()
 
 
-
-
+_ENVELOPE = ("run_id", "episode_id", "turn", "sender", "kind")  # columns, not payload
+_PAYLOAD_ONLY = {"__all__": {5: set(_ENVELOPE)}}  # to_json's exclude for a message's row
 
 
 def _message_rows(episode_id: str, messages: Sequence[BaseModel]) -> str:
-    """The messages of one episode as ``[episode_id, [message, ...]]`` in JSON, each message
-    with its envelope (the store strips it into columns); observations after the first are
-    deltas. One serialiser call per episode: pydantic-core writes the whole list."""
-    items: list[Any] = []
+    """The messages of one episode as ``[episode_id, seq, turn, sender, kind, payload]``
+    JSON arrays joined by commas; observations after the first are deltas. One serialiser
+    call per episode: pydantic-core writes the whole list and leaves the envelope out of
+    the payloads."""
+    if not messages:
+        return ""
+    items: list[tuple[str, int, int, str, str, Any]] = []
     seen = 0  # turns of the conversation already stored by an earlier observation
-    for m in messages:
+    for seq, m in enumerate(messages):
         d = m.__dict__
         if d["kind"] == "observation":
             conv = d["conversation"]
             if seen and len(conv) >= seen:
-                items.append({"turn": d["turn"], "sender": d["sender"], "kind": "observation",
-                              "conversation_from": seen, "conversation": conv[seen:]})
+                items.append((episode_id, seq, d["turn"], d["sender"], "observation",
+                              {"conversation_from": seen, "conversation": conv[seen:]}))
                 seen = len(conv)
                 continue
             seen = len(conv)
-        items.append(m)
-    return f"[{_dumps(episode_id)},{to_json(items).decode()}]"
+        items.append((episode_id, seq, d["turn"], d["sender"], d["kind"], m))
+    return to_json(items, exclude=_PAYLOAD_ONLY).decode()[1:-1]
 
 
-_DELETE_MESSAGES = ("DELETE FROM messages WHERE episode_id IN "
-                    "(SELECT value FROM json_each(?))")
-_INSERT_EPISODES = (
-    f"INSERT OR REPLACE INTO episodes({','.join(_EPISODE_COLUMNS)}) SELECT "
-    + ",".join(f"json_extract(value,'$[{i}]')" for i in range(len(_EPISODE_COLUMNS)))
-    + " FROM json_each(?)")
-_INSERT_MESSAGES = (
-    "INSERT INTO messages(episode_id,seq,turn,sender,kind,payload) SELECT "
-    "json_extract(e.value,'$[0]'), m.key, json_extract(m.value,'$.turn'), "
-    "json_extract(m.value,'$.sender'), json_extract(m.value,'$.kind'), "
-    "json_remove(m.value,'$.run_id','$.episode_id','$.turn','$.sender','$.kind') "
-    "FROM json_each(?) AS e, json_each(e.value,'$[1]') AS m")
+#: A batch is written by one statement, ``INSERT INTO mmsim_batch VALUES(ids, rows,
+#: messages)`` (JSON arrays), which a TEMP trigger (this connection's only) turns into the
+#: three statements below. One statement is one transaction (all or none) and one call
+#: into SQLite: the writer thread takes the GIL back once per batch instead of once per
+#: statement, each time waiting up to a switch interval (5 ms) for a busy event loop.
+_BATCH_WRITER = f"""
+CREATE TEMP VIEW IF NOT EXISTS mmsim_batch(episode_ids, episodes, messages) AS
+  SELECT NULL, NULL, NULL;
+CREATE TEMP TRIGGER IF NOT EXISTS mmsim_batch_insert INSTEAD OF INSERT ON mmsim_batch BEGIN
+  DELETE FROM messages WHERE episode_id IN (SELECT value FROM json_each(NEW.episode_ids));
+  INSERT OR REPLACE INTO episodes({','.join(_EPISODE_COLUMNS)}) SELECT
+    {",".join(f"json_extract(value,'$[{i}]')" for i in range(len(_EPISODE_COLUMNS)))}
+    FROM json_each(NEW.episodes);
+  INSERT INTO messages(episode_id,seq,turn,sender,kind,payload) SELECT
+    {",".join(f"json_extract(value,'$[{i}]')" for i in range(6))}
+    FROM json_each(NEW.messages);
+END;
+"""
+_WRITE_BATCH = "INSERT INTO mmsim_batch VALUES(?,?,?)"
 
 
 #: How long a write waits for a lock held by another connection before the run stops.
@@ -208,6 +216,7 @@ class RunStore:
     def __init__(self, path: Path, conn: sqlite3.Connection):
         self.path = path
         self.conn = conn
+        self._batch_writer = False  # the TEMP view and trigger of write_encoded exist
 
     @classmethod
     def open(cls, run_dir: str | Path, *, create: bool = True) -> RunStore:
@@ -311,24 +320,20 @@ class RunStore:
                               _message_rows(record.episode_id, record.messages))
 
     def write_encoded(self, episodes: Sequence[EncodedEpisode]) -> None:
-        """Write encoded episodes in one transaction (all or none)."""
+        """Write encoded episodes in one transaction (all or none): one SQL statement,
+        which SQLite runs without the GIL; an episode written again (a failed one played
+        again by a resumed run) replaces its earlier row and messages."""
         if not episodes:
             return
         c = self.conn
         try:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                # one statement per table: SQLite runs each without the GIL
-                c.execute(_DELETE_MESSAGES, (_dumps([e.episode_id for e in episodes]),))
-                c.execute(_INSERT_EPISODES, ("[" + ",".join(e.row for e in episodes) + "]",))
-                c.execute(_INSERT_MESSAGES,
-                          ("[" + ",".join(e.messages for e in episodes if e.messages) + "]",))
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:  # SQLite may have rolled back already (disk full)
-                    with contextlib.suppress(sqlite3.Error):
-                        c.execute("ROLLBACK")
-                raise
+            if not self._batch_writer:
+                c.executescript(_BATCH_WRITER)
+                self._batch_writer = True
+            c.execute(_WRITE_BATCH, (_dumps([e.episode_id for e in episodes]),
+                                     "[" + ",".join(e.row for e in episodes) + "]",
+                                     "[" + ",".join(e.messages for e in episodes
+                                                    if e.messages) + "]"))
         except sqlite3.OperationalError as exc:
             raise store_error(exc, self.path) from None
 
