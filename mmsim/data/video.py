@@ -47,6 +47,7 @@ __all__ = [
     "probe",
     "sample_frames",
     "video_as_images",
+    "video_ref",
     "write_video",
 ]
 
@@ -631,7 +632,15 @@ def sample_frames(video: Video | str | Path, spec: FrameSpec,
 
 
 _MIMES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
-          ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".gif": "image/gif"}
+          ".mkv": "video/x-matroska", ".avi": "video/x-msvideo", ".webm": "video/webm",
+          ".gif": "image/gif", ".webp": "image/webp"}
+
+
+def video_ref(path: str | Path) -> Video:
+    """A video file by reference: its sha256 (of the bytes) and a mime type by suffix."""
+    p = Path(path)
+    return Video(uri=str(p), sha256=_sha256_file(p),
+                 mime=_MIMES.get(p.suffix.lower(), "video/mp4"))
 
 
 def write_video(path: str | Path, frames: Sequence[PILImage.Image], fps: float) -> Video:

@@ -26,7 +26,6 @@ clip (or nothing), ``answer`` the gold letter, ``category`` the level (``L1``/``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from PIL import ImageDraw
 from mmsim.data.files import png_bytes, write_once
 from mmsim.data.mathverse import check_options, image_from_file, resolve_data_path, row_where
 from mmsim.data.sample import Sample
+from mmsim.data.video import video_ref
 from mmsim.errors import DataError
 from mmsim.messages import AnswerFormat, Video
 from mmsim.registry import Registry
@@ -69,26 +69,12 @@ def problem_text(question: str, options: Sequence[str]) -> str:
         + "\n"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-_VIDEO_MIME = {".mp4": "video/mp4", ".webm": "video/webm", ".mkv": "video/x-matroska",
-               ".mov": "video/quicktime", ".avi": "video/x-msvideo", ".gif": "image/gif",
-               ".webp": "image/webp"}
-
-
 def _video_ref(path: Path, *, where: str, field: str) -> Video:
     if not path.is_file():
         raise DataError(f"video file not found: {path}", where=where, field=field)
     if path.stat().st_size == 0:
         raise DataError(f"video file is empty (0 bytes): {path}", where=where, field=field)
-    return Video(uri=str(path), sha256=_file_sha256(path),
-                 mime=_VIDEO_MIME.get(path.suffix.lower(), "video/mp4"))
+    return video_ref(path)
 
 
 def _str(row: dict[str, Any], key: str, where: str) -> str:
