@@ -9,29 +9,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from mmsim.report.cells import interval, pct, points
+
 _BLOCKS = " ▁▂▃▄▅▆▇█"
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
-
-
-def _iv(d: dict[str, Any]) -> str:
-    if d.get("value") is None:
-        return "—"
-    s = _pct(d["value"])
-    if d.get("lo") is not None and d.get("hi") is not None:
-        s += f" [{_pct(d['lo'])}–{_pct(d['hi'])}]"
-    return s
-
-
-def _pts(d: dict[str, Any]) -> str:
-    if d.get("value") is None:
-        return "—"
-    s = f"{100 * d['value']:+.1f}"
-    if d.get("lo") is not None and d.get("hi") is not None:
-        s += f" [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
-    return s
 
 
 def _num(v: float | None, digits: int = 3) -> str:
@@ -63,7 +43,7 @@ def text_radar(metrics: dict[str, Any], width: int = 20) -> str:
             n = 0 if v is None else round(v * width)
             head = f"{codes.get(t, t)} {t}" if i == 0 else ""
             lines.append(f"  {head:<{label_w}}  {m['name']:<{name_w}} "
-                         f"{'█' * n}{'░' * (width - n)} {_pct(v)}")
+                         f"{'█' * n}{'░' * (width - n)} {pct(v)}")
     return "\n".join(lines)
 
 
@@ -82,9 +62,11 @@ def render(metrics: dict[str, Any]) -> Group:
     for m in metrics.get("models", []):
         w = m["worst_task"]
         worst = "—" if w["task"] is None else \
-            f"{codes.get(w['task'], w['task'])} {_pct(w['value'])}"
+            f"{codes.get(w['task'], w['task'])} {pct(w['value'])}"
+        sharp = m["sharpness"]
         t.add_row(m["name"] + (" (sim)" if m.get("simulated") else ""),
-                  *[_iv(m["vector"][task]) for task in tasks], _pts(m["sharpness"]), worst)
+                  *[interval(m["vector"][task]) for task in tasks],
+                  points(sharp["value"], sharp.get("lo"), sharp.get("hi")), worst)
     j = Table(title="Judge calibration (paraphrases must score high, corruptions low)",
               title_justify="left")
     for c in ("judge", "pairs", "AUROC", "AUROC by corruption", "mean para", "mean corr",
@@ -104,7 +86,7 @@ def render(metrics: dict[str, Any]) -> Group:
         j.add_row(name, str(s["n_pairs"]), _num(s["auroc"]), by,
                   _num(s["mean_paraphrase"], 2), _num(s["mean_corruption"], 2),
                   _num(s["ece_raw"]), _num(s["ece_calibrated"]),
-                  f"{_num(ag['pearson'], 2)} / {_pct(ag['exact'])}",
+                  f"{_num(ag['pearson'], 2)} / {pct(ag['exact'])}",
                   f"{s['n_unparsed']}/{s['n_verdicts']}", str(tokens), status)
     parts: list[Any] = [banner, t, Text("Ability radar (text):", style="bold"),
                         Text(text_radar(metrics)), j]

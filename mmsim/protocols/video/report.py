@@ -10,28 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmsim.protocols.video.metrics import LEVEL_ORDER
-
-
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
-
-
-def _iv(d: dict[str, Any]) -> str:
-    if d.get("value") is None:
-        return "—"
-    s = _pct(d["value"])
-    if d.get("lo") is not None and d.get("hi") is not None:
-        s += f" [{_pct(d['lo'])}–{_pct(d['hi'])}]"
-    return s
-
-
-def _pts(r: dict[str, Any]) -> str:
-    if r.get("diff") is None:
-        return "—"
-    s = f"{100 * r['diff']:+.1f}"
-    if r.get("lo") is not None and r.get("hi") is not None:
-        s += f" [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
-    return s
+from mmsim.report.cells import interval, pct, points
 
 
 def render(metrics: dict[str, Any]) -> Group:
@@ -57,9 +36,9 @@ def render(metrics: dict[str, Any]) -> Group:
         if not cells:
             continue
         a = cells["all"]
-        t.add_row(model, *[_iv(cells[lv]["accuracy"]) if lv in cells else "—"
+        t.add_row(model, *[interval(cells[lv]["accuracy"]) if lv in cells else "—"
                            for lv in levels],
-                  _iv(a["accuracy"]), _pct(a["format"]), _pct(a["no_answer_tag"]),
+                  interval(a["accuracy"]), pct(a["format"]), pct(a["no_answer_tag"]),
                   str(a["n"]))
     parts.append(t)
     sbs = metrics.get("side_by_side", [])
@@ -73,8 +52,9 @@ def render(metrics: dict[str, Any]) -> Group:
         for r in sbs:
             pairs.setdefault((r["model"], r["base"]), {})[r["level"]] = r
         for (model, base), by_level in pairs.items():
-            d.add_row(f"{model} − {base}", *[_pts(by_level[lv]) if lv in by_level else "—"
-                                              for lv in [*levels, "all"]])
+            d.add_row(f"{model} − {base}", *[
+                points(by_level[lv]["diff"], by_level[lv]["lo"], by_level[lv]["hi"])
+                if lv in by_level else "—" for lv in [*levels, "all"]])
         parts.append(d)
     ro: dict[str, dict[str, Any]] = metrics.get("rollouts", {})
     if ro:
@@ -89,10 +69,10 @@ def render(metrics: dict[str, Any]) -> Group:
             r.add_column(c, justify="left" if c == "model" else "right")
         for model, s in ro.items():
             r.add_row(model, str(s["groups"]), str(s["samples"]), f"{s['reward_mean']:.3f}",
-                      f"{s['reward_std_mean']:.3f}", _pct(s["zero_variance_share"]),
-                      _pct(s["all_right_share"]), _pct(s["all_wrong_share"]),
-                      _pct(s["accuracy"]), _pct(s["format"]),
-                      *[_pct(s["pass_at_k"].get(k)) for k in ks])
+                      f"{s['reward_std_mean']:.3f}", pct(s["zero_variance_share"]),
+                      pct(s["all_right_share"]), pct(s["all_wrong_share"]),
+                      pct(s["accuracy"]), pct(s["format"]),
+                      *[pct(s["pass_at_k"].get(k)) for k in ks])
         parts.append(r)
     failed = metrics.get("failed", {})
     n_failed = sum(sum(v.values()) for v in failed.values())

@@ -8,19 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from mmsim.protocols.video.metrics import LEVEL_ORDER, compute
+from mmsim.report.cells import points
 from mmsim.report.sections import Markup, RunContext, pct, section, table
 from mmsim.report.svg import Bar, BarGroup, Line, Point, bar_chart, line_chart
 
 _NAMES = {"L1": "L1 in-distribution", "L2": "L2 cross-env", "L3": "L3 cross-env-task"}
-
-
-def _pts(r: dict[str, Any]) -> str:
-    if r.get("diff") is None:
-        return "—"
-    s = f"{100 * r['diff']:+.1f}"
-    if r.get("lo") is not None:
-        s += f" [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
-    return s
 
 
 @section("video.levels", title="Video: accuracy by generalization level", order=150)
@@ -57,7 +49,8 @@ def levels_section(ctx: RunContext) -> str | None:
             pairs.setdefault(f"{r['model']} − {r['base']}", {})[r["level"]] = r
         parts += ["<h4>Side by side: accuracy difference, points [95% paired CI]</h4>",
                   table(["model − base", *[_NAMES.get(lv, lv) for lv in [*levels, "all"]]],
-                        [[k, *[_pts(v[lv]) if lv in v else "—" for lv in [*levels, "all"]]]
+                        [[k, *[points(v[lv]["diff"], v[lv]["lo"], v[lv]["hi"]) if lv in v
+                               else "—" for lv in [*levels, "all"]]]
                          for k, v in pairs.items()])]
     return "".join(parts)
 
