@@ -3,10 +3,11 @@
 The runner needs every screened agent's answer to build the test sets, and each receiver's
 screening response as the first turn of its feedback episodes. A ``Response`` object costs
 about 2 KB; a run of 100,000 episodes keeps tens of thousands of them. Each is kept as one
-``marshal``-ed tuple of its field values (~0.15 KB with its dict entry; 0.53 KB as tuples
-of values keyed by ``(agent, sample id)`` tuples, which this replaced), grouped by agent,
-without the envelope fields that follow from the key (the episode id, the sender, the
-run id shared by the run), and rebuilt, equal to the original, when asked for.
+``marshal``-ed tuple of its field values (~0.2 KB with its dict entry, and not tracked by
+the cyclic GC; 0.53 KB as tuples of values keyed by ``(agent, sample id)`` tuples, which
+this replaced), grouped by agent, without the envelope fields that follow from the key
+(the episode id, the sender, the run id shared by the run), and rebuilt, equal to the
+original, when asked for.
 """
 
 from __future__ import annotations

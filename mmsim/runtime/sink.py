@@ -5,6 +5,12 @@ writer thread runs the SQL: SQLite does its work without the GIL, so on a machin
 cores the store costs the event loop little more than the encoding. Batches are committed
 when ``batch`` episodes are waiting or every ``interval_s`` seconds, whichever comes first,
 so a crash loses at most the last interval's episodes (a resumed run plays them again).
+
+Memory is bounded whatever the run's size or concurrency: at most ``max_batches`` batches
+wait for the writer and two more fill in the event loop; while the writer is behind, the
+episodes that end after that wait in :meth:`EpisodeSink.add` (their workers start no new
+episode). (Blocking in a worker thread per full batch, as before, let every episode in
+flight cut and hold a batch of its own.)
 """
 
 from __future__ import annotations
@@ -16,15 +22,18 @@ from types import TracebackType
 import anyio
 from anyio.abc import TaskGroup
 
+from mmsim.errors import StoreError
 from mmsim.store.sqlite import EncodedEpisode, EpisodeRecord, RunStore
 
 _STOP = None
+#: How often the episode waiting for room in the writer's queue looks again.
+_POLL_S = 0.005
 
 
 class EpisodeSink:
     """Collects finished episodes and commits them in batches.
 
-    ``add`` is cheap; it waits (backpressure) only when ``max_batches`` batches are queued
+    ``add`` is cheap; it waits (backpressure) only while ``max_batches`` batches are queued
     for the writer. Leaving the ``async with`` block flushes everything and waits for the
     writer; an error while writing is raised by the next ``add`` or on exit.
     """
@@ -40,6 +49,7 @@ class EpisodeSink:
         self._error: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._closed = False
+        self._room: anyio.Event | None = None  # while a task waits for room in the queue
         self.written = 0  # episodes committed (or, without a store, accepted)
 
     async def __aenter__(self) -> EpisodeSink:
@@ -60,11 +70,11 @@ class EpisodeSink:
         await self._tg.__aexit__(None, None, None)
         # Flush even when the run is failing or cancelled: finished episodes are kept.
         with anyio.CancelScope(shield=True):
-            await self._submit(self._pending)
-            self._pending = []
             if self._thread is not None:
+                await self._submit(everything=True)
                 await anyio.to_thread.run_sync(self._queue.put, _STOP)
                 await anyio.to_thread.run_sync(self._thread.join)
+            self._pending = []
         if self._error is not None and et is None:
             raise self._error
         return None
@@ -77,8 +87,7 @@ class EpisodeSink:
             return
         self._pending.append(RunStore.encode(record))
         if len(self._pending) >= self.batch:
-            batch, self._pending = self._pending, []
-            await self._submit(batch)
+            await self._submit_full()
 
     async def add_encoded(self, episode: EncodedEpisode) -> None:
         """Like :meth:`add`, for an episode already encoded (by a remote worker)."""
@@ -89,23 +98,50 @@ class EpisodeSink:
             return
         self._pending.append(episode)
         if len(self._pending) >= self.batch:
-            batch, self._pending = self._pending, []
-            await self._submit(batch)
+            await self._submit_full()
 
-    async def _submit(self, batch: list[EncodedEpisode]) -> None:
-        if not batch or self._thread is None:
+    async def _submit_full(self) -> None:
+        # While one task waits for room, the next batch fills without waiting; episodes
+        # wait (their workers start nothing new) only once it is full too.
+        if self._room is None or len(self._pending) >= 2 * self.batch:
+            await self._submit()
+
+    async def _submit(self, *, everything: bool = False) -> None:
+        """Hand the pending episodes to the writer, ``batch`` at a time (all of them with
+        ``everything``; else full batches only). While the writer's queue is full, one
+        caller polls for room and the others wait for it: their episodes join the pending
+        list instead of each cutting a batch. Never yields while there is room."""
+        if self._thread is None:
             return
-        try:
-            self._queue.put_nowait(batch)
-        except queue.Full:  # the writer is behind: wait for room (backpressure)
-            await anyio.to_thread.run_sync(self._queue.put, batch)
+        while self._pending and (everything or len(self._pending) >= self.batch):
+            if self._room is not None:  # another task waits for room
+                await self._room.wait()
+                continue
+            pending = self._pending
+            batch, rest = ((pending, []) if len(pending) <= self.batch
+                           else (pending[:self.batch], pending[self.batch:]))
+            try:
+                self._queue.put_nowait(batch)
+            except queue.Full:  # the writer is behind: wait for room (backpressure)
+                self._room = room = anyio.Event()
+                try:
+                    while self._queue.full():
+                        if not self._thread.is_alive():
+                            raise StoreError("the store writer thread stopped", where=str(
+                                self.store.path if self.store is not None else "")
+                            ) from self._error
+                        await anyio.sleep(_POLL_S)
+                finally:
+                    self._room = None
+                    room.set()
+                continue
+            self._pending = rest  # no await since ``pending`` was read: nothing lost
 
     async def _tick(self) -> None:
         while not self._closed:
             await anyio.sleep(self.interval_s)
-            if self._pending:
-                batch, self._pending = self._pending, []
-                await self._submit(batch)
+            if self._pending and not self._queue.full():
+                await self._submit(everything=True)
 
     def _write_loop(self) -> None:
         assert self.store is not None

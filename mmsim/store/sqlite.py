@@ -112,16 +112,16 @@ class EpisodeRecord:
 @dataclass(frozen=True, slots=True)
 class EncodedEpisode:
     """An episode as rows, in JSON: ``row`` is its ``episodes`` row (a JSON array) and
-    ``messages`` its ``messages`` rows (``[episode_id, seq, turn, sender, kind, payload]``
-    JSON arrays joined by commas; each payload, the message without its envelope, is
-    embedded as a JSON object, not as a string).
+    ``messages`` its ``messages`` rows (``[episode_id, seq, message]`` JSON arrays joined
+    by commas; each message is embedded as a JSON object with its envelope, which the
+    store strips into columns).
 
     JSON because :meth:`RunStore.write_encoded` inserts a whole batch with one statement
     over ``json_each``: SQLite then does all the work with the GIL released, where
     ``executemany`` takes the GIL back for every row and starves against a busy event
-    loop. The rows are flat (one array per message, the envelope already split off) so
-    that SQLite only picks array items: a nested array per episode and ``json_remove`` on
-    every payload cost the writer thread about a third more per episode.
+    loop. One flat array of messages per batch, not one array per episode: a nested
+    ``json_each`` re-renders and re-parses every episode (the writer thread spent about
+    a third more per episode).
     """
 
     episode_id: str
@@ -137,31 +137,29 @@ def _row_json(row: tuple[Any, ...]) -> str:
     return to_json(row, inf_nan_mode="null").decode()
 
 
-_ENVELOPE = ("run_id", "episode_id", "turn", "sender", "kind")  # columns, not payload
-_PAYLOAD_ONLY = {"__all__": {5: set(_ENVELOPE)}}  # to_json's exclude for a message's row
-
-
 def _message_rows(episode_id: str, messages: Sequence[BaseModel]) -> str:
-    """The messages of one episode as ``[episode_id, seq, turn, sender, kind, payload]``
-    JSON arrays joined by commas; observations after the first are deltas. One serialiser
-    call per episode: pydantic-core writes the whole list and leaves the envelope out of
-    the payloads."""
+    """The messages of one episode as ``[episode_id, seq, message]`` JSON arrays joined by
+    commas, each message with its envelope (the store strips it into columns); observations
+    after the first are deltas. One serialiser call per episode: pydantic-core writes the
+    whole list (cheaper for the event loop than one call per message, or than leaving the
+    envelope out here)."""
     if not messages:
         return ""
-    items: list[tuple[str, int, int, str, str, Any]] = []
+    items: list[tuple[str, int, Any]] = []
     seen = 0  # turns of the conversation already stored by an earlier observation
     for seq, m in enumerate(messages):
         d = m.__dict__
         if d["kind"] == "observation":
             conv = d["conversation"]
             if seen and len(conv) >= seen:
-                items.append((episode_id, seq, d["turn"], d["sender"], "observation",
-                              {"conversation_from": seen, "conversation": conv[seen:]}))
+                items.append((episode_id, seq, {
+                    "turn": d["turn"], "sender": d["sender"], "kind": "observation",
+                    "conversation_from": seen, "conversation": conv[seen:]}))
                 seen = len(conv)
                 continue
             seen = len(conv)
-        items.append((episode_id, seq, d["turn"], d["sender"], d["kind"], m))
-    return to_json(items, exclude=_PAYLOAD_ONLY).decode()[1:-1]
+        items.append((episode_id, seq, m))
+    return to_json(items).decode()[1:-1]
 
 
 #: A batch is written by one statement, ``INSERT INTO mmsim_batch VALUES(ids, rows,
@@ -178,7 +176,10 @@ CREATE TEMP TRIGGER IF NOT EXISTS mmsim_batch_insert INSTEAD OF INSERT ON mmsim_
     {",".join(f"json_extract(value,'$[{i}]')" for i in range(len(_EPISODE_COLUMNS)))}
     FROM json_each(NEW.episodes);
   INSERT INTO messages(episode_id,seq,turn,sender,kind,payload) SELECT
-    {",".join(f"json_extract(value,'$[{i}]')" for i in range(6))}
+    json_extract(value,'$[0]'), json_extract(value,'$[1]'), json_extract(value,'$[2].turn'),
+    json_extract(value,'$[2].sender'), json_extract(value,'$[2].kind'),
+    json_remove(json_extract(value,'$[2]'),'$.run_id','$.episode_id','$.turn','$.sender',
+                '$.kind')
     FROM json_each(NEW.messages);
 END;
 """
