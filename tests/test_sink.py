@@ -1,5 +1,6 @@
 """The episode sink under a writer slower than the episodes: backpressure bounds what is
 held in memory, and every episode is written exactly once (also when the run is cancelled).
+And the compact set of done episodes a resumed run skips.
 
 The store is the real SQLite store; only its write is slowed down (a sleep in the writer
 thread, as a slow disk would), so the queue between the event loop and the writer fills.
@@ -14,9 +15,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmsim.errors import StoreError
 from mmsim.runtime.sink import EpisodeSink
+from mmsim.store import EpisodeIdSet
 from mmsim.store.sqlite import EncodedEpisode, EpisodeRecord, RunStore
 
 
@@ -152,3 +156,42 @@ def test_writer_error_is_raised_and_nothing_half_written(tmp_path: Path) -> None
     # writes nothing after its first error).
     assert 0 < len(ids) <= 30
     assert sorted(ids) == ids and ids[0] == "e00000"
+
+
+# -- the resume set: which episodes are done -------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=60), st.lists(st.text(max_size=30),
+                                                             max_size=60))
+def test_episode_id_set_is_a_set(ids: list[str], others: list[str]) -> None:
+    s = EpisodeIdSet(ids)
+    assert len(s) == len(set(ids))
+    assert bool(s) == bool(ids)
+    for i in ids + others:
+        assert (i in s) == (i in set(ids))
+
+
+def test_episode_id_set_at_scale_and_store_queries(tmp_path: Path) -> None:
+    ids = [f"feedback/r{i % 7}/p/binary/syn-{i:06d}" for i in range(50_000)]
+    s = EpisodeIdSet(ids)
+    assert all(i in s for i in ids)
+    assert not any(i + "x" in s for i in ids[:5000])
+    assert 7 not in s and None not in s
+    # ~20 bytes per id, where a set of the strings takes > 100
+    size = sum(a.itemsize * len(a) for a in (s._hi, s._lo, s._starts))
+    assert 16 * len(ids) < size <= 28 * len(ids)
+
+    store = RunStore.open(tmp_path)
+    names = ["screen/a/1", "screen/b/2", "screen0", "screen", "screen.x", "screen/zz/é",
+             "feedback/a/p/binary/1", "failed/one"]
+    recs = [EpisodeRecord(episode_id=n, run_id="r", kind="screen", receiver="a",
+                          sample_id="s", category="c",
+                          status="failed" if n.startswith("failed") else "done")
+            for n in names]
+    store.write_episodes(recs)
+    done = store.done_ids()
+    assert len(done) == len(names) - 1 and "failed/one" not in done
+    assert all(n in done for n in names if not n.startswith("failed"))
+    assert list(store.done_with_prefix("screen/")) == ["screen/a/1", "screen/b/2",
+                                                         "screen/zz/é"]
+    store.close()

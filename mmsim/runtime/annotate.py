@@ -10,7 +10,7 @@ proposal, its grade and the decision (a ``Feedback`` of kind ``annotation`` whos
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Container, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -70,7 +70,7 @@ async def annotate_policy(ctx: FeedbackContext) -> Feedback:
 
 
 async def play_annotation(runner: Runner, samples: list[Sample],
-                          screen: MutableMapping[tuple[str, str], Response], done: set[str],
+                          screen: MutableMapping[tuple[str, str], Response], done: Container[str],
                           providers: dict[str, FeedbackProviderActor], sink: EpisodeSink,
                           stop: anyio.Event | None) -> None:
     """Play the annotate episodes of a run (after its screening)."""

@@ -71,7 +71,7 @@ from mmsim.runtime.servers import (
 )
 from mmsim.runtime.sink import EpisodeSink
 from mmsim.scenario import LoadedScenario, Scenario
-from mmsim.store import EpisodeRecord, ResponseCache, RunStore
+from mmsim.store import EpisodeIdSet, EpisodeRecord, ResponseCache, RunStore
 from mmsim.tasks.answers import check_answer
 
 log = structlog.get_logger("mmsim.run")
@@ -396,11 +396,11 @@ class Runner:
         cache: ResponseCache | None = None
         try:
             resumed = False
-            done: set[str] = set()
+            done = EpisodeIdSet()
             if store is not None:
                 resumed = store.begin_run(self.run_id, scn.name, run_fingerprint(self.loaded),
                                           redact_scenario(scn.canonical()), manifest)
-                done = store.done_episodes()
+                done = store.done_ids()
                 cache = ResponseCache(store.path)
                 specs = scn.agents()
                 for name, b in backends.items():
@@ -444,7 +444,7 @@ class Runner:
                          self.failed, elapsed, self.turns, play_s, counts, self.stop_signal)
 
     async def _play(self, samples: list[Sample], backends: dict[str, Backend],
-                    plans: list[PolicyPlan], store: RunStore | None, done: set[str]) -> None:
+                    plans: list[PolicyPlan], store: RunStore | None, done: EpisodeIdSet) -> None:
         scn = self.scn
         by_id = {s.id: s for s in samples}
         agents = scn.agents()
@@ -461,7 +461,7 @@ class Runner:
         self._play_scope = None
 
     async def _play_phases(self, samples: list[Sample], screen: ScreenMap,
-                           store: RunStore | None, done: set[str], plans: list[PolicyPlan],
+                           store: RunStore | None, done: EpisodeIdSet, plans: list[PolicyPlan],
                            backends: dict[str, Backend], system: ActorSystem,
                            sink: EpisodeSink) -> None:
         scn = self.scn
@@ -511,12 +511,10 @@ class Runner:
             concurrency=p.concurrency)) for p in scn.providers}
         return models, providers
 
-    def _load_screening(self, store: RunStore, done: set[str], agents: dict[str, Any],
+    def _load_screening(self, store: RunStore, done: EpisodeIdSet, agents: dict[str, Any],
                         by_id: dict[str, Sample]) -> dict[tuple[str, str], Response]:
         out: dict[tuple[str, str], Response] = {}
-        for ep in done:
-            if not ep.startswith("screen/"):
-                continue
+        for ep in store.done_with_prefix("screen/"):
             _, agent, sample_id = ep.split("/", 2)
             if agent not in agents or sample_id not in by_id:
                 continue
@@ -528,7 +526,7 @@ class Runner:
         return out
 
     def _feedback_jobs(self, samples: list[Sample], screen: ScreenMap,
-                       plans: list[PolicyPlan], done: set[str]) -> Jobs[FeedbackJob]:
+                       plans: list[PolicyPlan], done: EpisodeIdSet) -> Jobs[FeedbackJob]:
         """The feedback episodes still to play, (receiver, provider, policy, sample id),
         cell by cell; the test sets are built here, the jobs made as they are taken."""
         scn = self.scn

@@ -263,7 +263,7 @@ class DynamicRunner:
         try:
             resumed = store.begin_run(self.run_id, scn.name, run_fingerprint(self.loaded),
                                       scn.canonical(), manifest)
-            done = store.done_episodes()
+            done = store.done_ids()
             todo_c = [u for u in calib if u.episode_id not in done]
             todo_t = [u for u in tasks if u.episode_id not in done]
             self.skipped = len(calib) + len(tasks) - len(todo_c) - len(todo_t)

@@ -224,7 +224,7 @@ class VideoRunner:
         try:
             resumed = store.begin_run(self.run_id, scn.name, run_fingerprint(self.loaded),
                                       scn.canonical(), manifest)
-            done = store.done_episodes()
+            done = store.done_ids()
             todo = [u for u in units if u.episode_id not in done]
             self.skipped = len(units) - len(todo)
             log.info("run.start", run_id=self.run_id, episodes=len(units), todo=len(todo))
