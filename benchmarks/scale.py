@@ -38,7 +38,20 @@ SKILL = 5.0  # concurrency benchmark agents
 
 
 def _rss_mb() -> float:
+    """Peak RSS of this process so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _rss_now_mb() -> float:
+    """Current RSS (Linux; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return _rss_mb()
 
 
 def _quiet() -> None:
@@ -88,10 +101,12 @@ class _PhaseClock:
     def __init__(self) -> None:
         self.t: dict[str, float] = {}
         self.totals: dict[str, int] = {}
+        self.rss: dict[str, float] = {}
 
     def phase(self, name: str, total: int) -> None:
         self.t[name] = time.perf_counter()
         self.totals[name] = total
+        self.rss[name] = _rss_now_mb()  # at "screening": data loaded, store open, no play
 
     def advance(self, n: int = 1) -> None:
         pass
@@ -132,7 +147,8 @@ def one(spec: dict[str, Any]) -> dict[str, Any]:
     t_end = time.perf_counter()
     out = {"turns": res.turns, "episodes": res.played + res.failed, "failed": res.failed,
            "play_s": res.play_s, "elapsed_s": res.elapsed_s, "rss0_mb": rss0,
-           "peak_rss_mb": _rss_mb(), "ray_start_s": ray_start, "wall_s": t_end - t0}
+           "rss_play0_mb": clock.rss.get("screening"), "peak_rss_mb": _rss_mb(),
+           "ray_start_s": ray_start, "wall_s": t_end - t0}
     if "screening" in clock.t:
         t_fb = clock.t.get("feedback", t_end)
         out["screen_turns"] = clock.totals["screening"]
@@ -243,6 +259,7 @@ def cmd_concurrency(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     zero_tps = zero_tps or tps
                 ideal = min(c, r["screen_turns"]) / (lat / 1000) if lat else None
                 rows.append({"latency_ms": lat, "concurrency": c, "path": path,
+                             "items": n_items, "agents": agents,
                              "turns": r["screen_turns"], "seconds": r["screen_s"],
                              "turns_per_s": tps, "ideal_turns_per_s": ideal,
                              "vs_ideal": tps / ideal if ideal else None,
@@ -260,18 +277,26 @@ def cmd_concurrency(args: argparse.Namespace, work: Path) -> dict[str, Any]:
              r["turns_per_s"], r["ideal_turns_per_s"] or "-",
              r["vs_ideal"] if r["vs_ideal"] is not None else "-", r["vs_bare"],
              r["peak_rss_mb"]] for r in rows])
-    # peak RSS per 1k in flight (50 ms rows: every episode waits, so C are really alive)
-    per_1k = None
-    lat_rows = [r for r in rows if r["path"] == "mmsim" and r["latency_ms"] > 0]
-    if len(lat_rows) >= 2:
-        lo, hi = min(lat_rows, key=lambda r: r["concurrency"]), max(
-            lat_rows, key=lambda r: r["concurrency"])
-        if hi["concurrency"] > lo["concurrency"]:
-            per_1k = ((hi["peak_rss_mb"] - lo["peak_rss_mb"])
-                      / ((hi["concurrency"] - lo["concurrency"]) / 1000))
-            print(f"peak RSS per 1k episodes in flight: {per_1k:.1f} MB "
-                  f"({lo['concurrency']} -> {hi['concurrency']} in flight)")
-    return {"rows": rows, "rss_mb_per_1k_in_flight": per_1k}
+    # peak RSS per 1k in flight (latency rows: every episode waits, so C are really alive),
+    # between the two largest levels that play the same data (items, agents): the smaller
+    # levels draw fewer items, whose samples and screening answers are not in-flight state
+    per_1k: dict[str, float] = {}
+    for path in ("mmsim", "bare"):
+        lat_rows = [r for r in rows if r["path"] == path and r["latency_ms"] > 0]
+        if len(lat_rows) < 2:
+            continue
+        hi = max(lat_rows, key=lambda r: r["concurrency"])
+        same = [r for r in lat_rows if (r["items"], r["agents"]) == (hi["items"], hi["agents"])
+                and r["concurrency"] < hi["concurrency"]]
+        if not same:
+            continue
+        lo = max(same, key=lambda r: r["concurrency"])
+        per_1k[path] = ((hi["peak_rss_mb"] - lo["peak_rss_mb"])
+                        / ((hi["concurrency"] - lo["concurrency"]) / 1000))
+        print(f"peak RSS per 1k episodes in flight, {path}: {per_1k[path]:.1f} MB "
+              f"({lo['concurrency']} -> {hi['concurrency']} in flight, same data)")
+    return {"rows": rows, "rss_mb_per_1k_in_flight": per_1k.get("mmsim"),
+            "bare_rss_mb_per_1k_in_flight": per_1k.get("bare")}
 
 
 def cmd_runsize(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -289,14 +314,21 @@ def cmd_runsize(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                      "episodes": r["episodes"], "turns": r["turns"], "play_s": r["play_s"],
                      "us_per_episode": 1e6 * r["play_s"] / r["episodes"],
                      "turns_per_s": r["turns"] / r["play_s"], "peak_rss_mb": r["peak_rss_mb"],
-                     "rss0_mb": r["rss0_mb"]})
-        print(f"  {r['episodes']} episodes: {r['play_s']:.1f} s, "
-              f"peak {r['peak_rss_mb']:.0f} MB", flush=True)
+                     "rss0_mb": r["rss0_mb"], "rss_play0_mb": r["rss_play0_mb"],
+                     "screen_answers": (recv + 1) * items})
+        print(f"  {r['episodes']} episodes: {r['play_s']:.1f} s, RSS at play start "
+              f"{r['rss_play0_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB", flush=True)
     _table(f"run size (zero latency, store on, concurrency {args.concurrency})",
-           ["episodes", "items", "receivers", "turns", "play s", "µs/episode", "turns/s",
-            "peak RSS MB"],
-           [[r["episodes"], r["items"], r["receivers"], r["turns"], r["play_s"],
-             r["us_per_episode"], r["turns_per_s"], r["peak_rss_mb"]] for r in rows])
+           ["episodes", "items", "receivers", "screening answers", "turns", "play s",
+            "µs/episode", "turns/s", "RSS at play start MB", "peak RSS MB"],
+           [[r["episodes"], r["items"], r["receivers"], r["screen_answers"], r["turns"],
+             r["play_s"], r["us_per_episode"], r["turns_per_s"], r["rss_play0_mb"],
+             r["peak_rss_mb"]] for r in rows])
+    big = max(rows, key=lambda r: r["episodes"])
+    for r in rows:
+        if r is not big and r["episodes"] * 5 <= big["episodes"]:
+            print(f"peak RSS {big['episodes']:,} vs {r['episodes']:,} episodes: "
+                  f"{big['peak_rss_mb'] / r['peak_rss_mb']:.2f}x")
     return {"rows": rows}
 
 
