@@ -29,7 +29,7 @@ from conftest import ROOT, run_cli
 from test_chaos import chaos_yaml
 
 from mmsim.errors import StoreError
-from mmsim.store import EpisodeRecord, RunStore
+from mmsim.store import EpisodeRecord, RunStore, run_dir_lock
 
 FAULT_PLUGIN = """
 from mmsim.store.sqlite import RunStore
@@ -173,3 +173,64 @@ def test_write_on_locked_store_raises_store_error(tmp_path: Path) -> None:
     store.write_episodes([rec])
     assert store.done_episodes() == {"e1"}
     store.close()
+
+
+def test_store_has_one_writer_per_run_dir(tmp_path: Path) -> None:
+    """Another process cannot open the run for writing (naming the pid that holds it);
+    readers can; the lock goes with close(), and a run directory the lock created and
+    nobody wrote into is removed again."""
+    probe = ("import sys\nfrom mmsim.store import RunStore\n"
+             "from mmsim.errors import UserError\n"
+             "try:\n    RunStore.open(sys.argv[1]).close()\n"
+             "except UserError as e:\n    print(e.message, file=sys.stderr); sys.exit(2)\n")
+
+    def other_process() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", probe, str(tmp_path / "run")],
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    writer = RunStore.open(tmp_path / "run")
+    again = RunStore.open(tmp_path / "run")  # the same process: re-entrant
+    r = other_process()
+    assert r.returncode == 2, r.stderr
+    assert f"another mmsim process (pid {os.getpid()})" in r.stderr
+    reader = RunStore.open(tmp_path / "run", create=False)
+    assert reader.counts() == writer.counts()
+    reader.close()
+    again.close()
+    assert other_process().returncode == 2  # still held by ``writer``
+    writer.close()
+    assert other_process().returncode == 0, "free again"
+
+    assert not (tmp_path / "run" / "mmsim.lock").exists()  # removed when let go
+
+    with run_dir_lock(tmp_path / "fresh"):
+        assert (tmp_path / "fresh" / "mmsim.lock").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_second_run_on_a_running_dir_exits_2_and_the_first_is_intact(tmp_path: Path) -> None:
+    """Two `mmsim run` on one --out: the second stops with exit 2 at once and writes
+    nothing; the first finishes every episode, and its store is intact."""
+    scn = tmp_path / "chaos.yaml"
+    scn.write_text(chaos_yaml(latency_ms=60), encoding="utf-8")
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "mmsim.cli", "run", str(scn), "--out",
+                              str(out), "--no-progress"], env={**os.environ,
+                              "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    db = out / "mmsim.sqlite"
+    deadline = time.monotonic() + 60
+    while not _committed(db) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before the second could start"
+    second = run_cli("run", str(scn), "--out", str(out), "--no-progress")
+    still_running = first.poll() is None
+    assert second.returncode == 2, second.stderr
+    assert f"another mmsim process (pid {first.pid})" in second.stderr
+    assert "Traceback" not in second.stderr
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert still_running
+    assert len(_committed(db)) == 2 * 100 + 18 * 100
+    assert _integrity(db) == "ok"

@@ -71,7 +71,7 @@ from mmsim.runtime.servers import (
 )
 from mmsim.runtime.sink import EpisodeSink
 from mmsim.scenario import LoadedScenario, Scenario
-from mmsim.store import EpisodeIdSet, EpisodeRecord, ResponseCache, RunStore
+from mmsim.store import EpisodeIdSet, EpisodeRecord, ResponseCache, RunStore, run_dir_lock
 from mmsim.tasks.answers import check_answer
 
 log = structlog.get_logger("mmsim.run")
@@ -359,8 +359,11 @@ class Runner:
         if not fresh and not self.run_dir.is_dir():
             raise UserError("the run directory is a file, not a directory",
                             where=str(self.run_dir))
-        async with ServerGroup(self.scn.servers, self.run_dir / "servers") as servers:
-            return await self._run(fresh, servers)
+        # One writer per run directory, taken before servers start or data loads: a
+        # second `mmsim run` on the same --out stops here (exit 2), having touched nothing.
+        with run_dir_lock(self.run_dir):
+            async with ServerGroup(self.scn.servers, self.run_dir / "servers") as servers:
+                return await self._run(fresh, servers)
 
     async def _run(self, fresh: bool, server_group: ServerGroup) -> RunResult:
         t0 = time.perf_counter()

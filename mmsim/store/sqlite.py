@@ -12,15 +12,17 @@ the whole conversation of every observation.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel
 from pydantic_core import to_json
@@ -28,6 +30,7 @@ from pydantic_core import to_json
 from mmsim.errors import StoreError, UserError
 
 DB_NAME = "mmsim.sqlite"
+LOCK_NAME = "mmsim.lock"  # held (flock) by the one process writing the run
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -212,6 +215,110 @@ def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
                       "rerun the same command to resume", where=str(path))
 
 
+def _flock_run_dir(run_dir: Path) -> IO[str] | None:
+    """Take the run directory's writer lock (``flock`` on ``mmsim.lock``, released by the
+    kernel when the process ends, however it ends) or raise a UserError naming the pid
+    that holds it. Where ``fcntl`` does not exist (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    path = run_dir / LOCK_NAME
+    while True:
+        try:
+            f = open(path, "a+", encoding="utf-8")  # held until released
+        except OSError as exc:
+            raise UserError(f"cannot create the run's lock file ({exc.strerror or exc})",
+                            where=str(path)) from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip()
+            f.close()
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise UserError("this run directory is being written by another mmsim "
+                            f"process{who}; wait for it to end, or use another --out",
+                            where=str(run_dir)) from None
+        # The holder removes the file when it lets go: a lock taken on a file already
+        # unlinked (or replaced) guards nothing, so take it again on the current one.
+        try:
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+class _Held:
+    __slots__ = ("count", "created", "file")
+
+    def __init__(self, file: IO[str] | None, created: bool):
+        self.file, self.created, self.count = file, created, 1
+
+
+_HELD: dict[Path, _Held] = {}  # run directories this process writes, by resolved path
+
+
+def acquire_run_dir(run_dir: str | Path) -> Path:
+    """Make this process the only writer of ``run_dir`` (created if missing); returns the
+    key for :func:`release_run_dir`. Re-entrant within a process (the runner takes it
+    before starting servers or loading data, the store again when it opens); another
+    process gets a UserError naming the pid that holds it."""
+    run_dir = Path(run_dir)
+    key = run_dir.resolve()
+    held = _HELD.get(key)
+    if held is not None:
+        held.count += 1
+        return key
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run directory ({exc.strerror or exc})",
+                        where=str(run_dir)) from None
+    try:
+        _HELD[key] = _Held(_flock_run_dir(run_dir), created)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
+    return key
+
+
+def release_run_dir(key: Path) -> None:
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held.count -= 1
+    if held.count > 0:
+        return
+    del _HELD[key]
+    if held.file is not None:
+        with contextlib.suppress(OSError):  # removed while still held (see _flock_run_dir)
+            (key / LOCK_NAME).unlink(missing_ok=True)
+        held.file.close()  # releases the flock
+    if held.created:  # a directory the lock created and nobody wrote into: removed
+        with contextlib.suppress(OSError):
+            key.rmdir()
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
+    """:func:`acquire_run_dir` for the duration of a ``with`` block."""
+    key = acquire_run_dir(run_dir)
+    try:
+        yield
+    finally:
+        release_run_dir(key)
+
+
 def _id_key(episode_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(episode_id.encode(), digest_size=16).digest(), "big")
 
@@ -272,13 +379,19 @@ class RunStore:
     """The store of one run directory. Use one instance per process; not thread-safe, but
     it may be handed to one worker thread at a time."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: Path | None = None):
         self.path = path
         self.conn = conn
+        self._lock = lock  # the run directory's writer lock (acquire_run_dir), if held
         self._batch_writer = False  # the TEMP view and trigger of write_encoded exist
 
     @classmethod
-    def open(cls, run_dir: str | Path, *, create: bool = True) -> RunStore:
+    def open(cls, run_dir: str | Path, *, create: bool = True,
+             lock: bool | None = None) -> RunStore:
+        """Open (``create``: or start) the store of ``run_dir``. ``lock`` (default: when
+        ``create``) makes this process the run's only writer: a second ``mmsim run`` on
+        the same directory stops with a clear error instead of playing the same episodes
+        twice into one store. Readers (reports, exports) take no lock."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
         if not create and not path.is_file():
@@ -288,6 +401,16 @@ class RunStore:
         except OSError as exc:
             raise UserError(f"cannot create the run directory ({exc.strerror or exc})",
                             where=str(run_dir)) from None
+        held = acquire_run_dir(run_dir) if (create if lock is None else lock) else None
+        try:
+            return cls(path, cls._connect(path), held)
+        except BaseException:
+            if held is not None:
+                release_run_dir(held)
+            raise
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=BUSY_TIMEOUT_S)
@@ -311,10 +434,15 @@ class RunStore:
             raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
         except sqlite3.DatabaseError as exc:
             raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
-        return cls(path, conn)
+        return conn
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        finally:
+            if self._lock is not None:
+                release_run_dir(self._lock)
+                self._lock = None
 
     # -- runs ------------------------------------------------------------------------
     def run(self) -> dict[str, Any] | None:

@@ -60,7 +60,7 @@ from mmsim.runtime.runner import (
     run_pool,
 )
 from mmsim.runtime.sink import EpisodeSink
-from mmsim.store import EpisodeRecord, RunStore
+from mmsim.store import EpisodeRecord, RunStore, run_dir_lock
 
 log = structlog.get_logger("mmsim.classification")
 
@@ -363,7 +363,8 @@ class ClassificationRunner:
 async def run_classification(loaded: LoadedClassification, run_dir: str | Path, *,
                              progress: Progress | None = None) -> RunResult:
     """Run (or resume) a classification scenario into ``run_dir``."""
-    return await ClassificationRunner(loaded, Path(run_dir), progress=progress).run()
+    with run_dir_lock(run_dir):  # one writer per run directory
+        return await ClassificationRunner(loaded, Path(run_dir), progress=progress).run()
 
 
 def default_run_dir(scn: ClassificationScenario) -> Path:

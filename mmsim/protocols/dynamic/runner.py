@@ -47,7 +47,7 @@ from mmsim.runtime.runner import (
     run_pool,
 )
 from mmsim.runtime.sink import EpisodeSink
-from mmsim.store import EpisodeRecord, RunStore
+from mmsim.store import EpisodeRecord, RunStore, run_dir_lock
 
 log = structlog.get_logger("mmsim.dynamic")
 
@@ -431,7 +431,8 @@ class DynamicRunner:
 async def run_dynamic(loaded: LoadedDynamic, run_dir: str | Path, *,
                       progress: Progress | None = None) -> RunResult:
     """Run (or resume) a dynamic-evaluation scenario into ``run_dir``."""
-    return await DynamicRunner(loaded, Path(run_dir), progress=progress).run()
+    with run_dir_lock(run_dir):  # one writer per run directory
+        return await DynamicRunner(loaded, Path(run_dir), progress=progress).run()
 
 
 def default_run_dir(scn: DynamicScenario) -> Path:

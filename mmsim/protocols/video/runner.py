@@ -44,7 +44,7 @@ from mmsim.runtime.runner import (
     run_pool,
 )
 from mmsim.runtime.sink import EpisodeSink
-from mmsim.store import EpisodeRecord, RunStore
+from mmsim.store import EpisodeRecord, RunStore, run_dir_lock
 
 log = structlog.get_logger("mmsim.video")
 
@@ -300,7 +300,8 @@ class VideoRunner:
 async def run_video(loaded: LoadedVideo, run_dir: str | Path, *,
                     progress: Progress | None = None) -> RunResult:
     """Run (or resume) a video scenario into ``run_dir``."""
-    return await VideoRunner(loaded, Path(run_dir), progress=progress).run()
+    with run_dir_lock(run_dir):  # one writer per run directory
+        return await VideoRunner(loaded, Path(run_dir), progress=progress).run()
 
 
 def default_run_dir(scn: VideoScenario) -> Path:
