@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,7 +20,7 @@ from mmsim.backends import BACKENDS
 from mmsim.data import DATASETS
 from mmsim.errors import ScenarioError, UserError
 from mmsim.policies import POLICIES
-from mmsim.registry import did_you_mean
+from mmsim.registry import Registry, did_you_mean
 
 if TYPE_CHECKING:
     from mmsim.protocols.classification.scenario import LoadedClassification
@@ -161,17 +161,22 @@ class PolicySpec(BaseModel):
 
 
 class DatasetSpec(BaseModel):
-    """``name`` picks the loader; every other key is the loader's option."""
+    """``name`` picks the loader; every other key is the loader's option. A protocol with
+    its own loaders subclasses it with its ``dataset_registry`` (and ``dataset_label`` for
+    the error) and a default ``name``."""
 
     model_config = ConfigDict(extra="allow")
+    dataset_registry: ClassVar[Registry[Any]] = DATASETS
+    dataset_label: ClassVar[str] = "dataset"
     name: str
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}{did_you_mean(v, DATASETS.names())}; "
-                             f"known: {', '.join(DATASETS.names())}")
+        if v not in cls.dataset_registry:
+            names = cls.dataset_registry.names()
+            raise ValueError(f"unknown {cls.dataset_label} {v!r}{did_you_mean(v, names)}; "
+                             f"known: {', '.join(names)}")
         return v
 
     @property

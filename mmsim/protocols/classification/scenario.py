@@ -8,36 +8,24 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mmsim.protocols.classification.data import CLS_DATASETS
 from mmsim.protocols.classification.encoders import ENCODERS
-from mmsim.registry import did_you_mean
-from mmsim.scenario import AgentSpec, RunSpec, validate_kind_scenario
+from mmsim.registry import Registry, did_you_mean
+from mmsim.scenario import AgentSpec, DatasetSpec, RunSpec, validate_kind_scenario
 
 _STRICT = ConfigDict(extra="forbid")
 
 
-class ClsDatasetSpec(BaseModel):
-    """``name`` picks the classification loader; every other key is the loader's option."""
+class ClsDatasetSpec(DatasetSpec):
+    """``name`` picks the loader (of ``CLS_DATASETS``); every other key is the loader's option."""
 
-    model_config = ConfigDict(extra="allow")
+    dataset_registry: ClassVar[Registry[Any]] = CLS_DATASETS
+    dataset_label: ClassVar[str] = "classification dataset"
     name: str = "synthetic-objects"
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in CLS_DATASETS:
-            names = CLS_DATASETS.names()
-            raise ValueError(f"unknown classification dataset {v!r}{did_you_mean(v, names)}; "
-                             f"known: {', '.join(names)}")
-        return v
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class EncoderSpec(BaseModel):

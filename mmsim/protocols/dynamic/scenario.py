@@ -8,36 +8,24 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mmsim.protocols.dynamic.data import DYN_DATASETS
 from mmsim.protocols.dynamic.families import DEFAULT_TASKS, TASK_FAMILIES
-from mmsim.registry import did_you_mean
-from mmsim.scenario import AgentSpec, RunSpec, validate_kind_scenario
+from mmsim.registry import Registry, did_you_mean
+from mmsim.scenario import AgentSpec, DatasetSpec, RunSpec, validate_kind_scenario
 
 _STRICT = ConfigDict(extra="forbid")
 
 
-class DynDatasetSpec(BaseModel):
-    """``name`` picks the loader; every other key is the loader's option."""
+class DynDatasetSpec(DatasetSpec):
+    """``name`` picks the loader (of ``DYN_DATASETS``); every other key is the loader's option."""
 
-    model_config = ConfigDict(extra="allow")
+    dataset_registry: ClassVar[Registry[Any]] = DYN_DATASETS
+    dataset_label: ClassVar[str] = "dynamic-evaluation dataset"
     name: str = "synthetic-scenes"
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in DYN_DATASETS:
-            names = DYN_DATASETS.names()
-            raise ValueError(f"unknown dynamic-evaluation dataset {v!r}"
-                             f"{did_you_mean(v, names)}; known: {', '.join(names)}")
-        return v
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class CalibrationSpec(BaseModel):

@@ -8,14 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mmsim.data.video import FrameSpec
 from mmsim.protocols.video.data import VIDEO_DATASETS
-from mmsim.registry import did_you_mean
-from mmsim.scenario import AgentSpec, RunSpec, validate_kind_scenario
+from mmsim.registry import Registry
+from mmsim.scenario import AgentSpec, DatasetSpec, RunSpec, validate_kind_scenario
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -25,24 +25,12 @@ PROMPT = ("{problem} Output the thinking process in <think> </think> and final a
           "answer here </answer>. ")
 
 
-class VideoDatasetSpec(BaseModel):
-    """``name`` picks the loader; every other key is the loader's option."""
+class VideoDatasetSpec(DatasetSpec):
+    """``name`` picks the loader (of ``VIDEO_DATASETS``); every other key is the loader's option."""
 
-    model_config = ConfigDict(extra="allow")
+    dataset_registry: ClassVar[Registry[Any]] = VIDEO_DATASETS
+    dataset_label: ClassVar[str] = "video dataset"
     name: str = "synthetic-video"
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in VIDEO_DATASETS:
-            names = VIDEO_DATASETS.names()
-            raise ValueError(f"unknown video dataset {v!r}{did_you_mean(v, names)}; "
-                             f"known: {', '.join(names)}")
-        return v
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class FramesSpec(FrameSpec):
