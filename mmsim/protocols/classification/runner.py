@@ -8,9 +8,6 @@ not done yet, and the metrics of a resumed run equal those of an uninterrupted o
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
 import random
 import time
 from pathlib import Path
@@ -18,7 +15,6 @@ from typing import Any
 
 import structlog
 
-import mmsim
 from mmsim.actors import ActorSystem, ModelActor
 from mmsim.actors.roles import AskContext
 from mmsim.backends import BACKENDS, Backend
@@ -51,10 +47,10 @@ from mmsim.protocols.classification.env import (
 )
 from mmsim.protocols.classification.scenario import ClassificationScenario, LoadedClassification
 from mmsim.protocols.classification.sim import Mode, SimView, make_classifier_sim
+from mmsim.runtime.protocol_run import base_manifest, in_scenario, run_id, run_store
 from mmsim.runtime.runner import (
     Progress,
     RunResult,
-    _git_commit,
     dataset_fingerprint,
     gc_tuned,
     run_pool,
@@ -65,12 +61,6 @@ from mmsim.store import EpisodeRecord, RunStore, run_dir_lock
 log = structlog.get_logger("mmsim.classification")
 
 EPISODE_KIND = "classification"
-
-
-def run_fingerprint(loaded: LoadedClassification) -> str:
-    blob = json.dumps({"scenario": loaded.scenario.canonical(), "limit": loaded.limit},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def load_data(loaded: LoadedClassification, cache_dir: Path) -> ClassificationData:
@@ -230,44 +220,26 @@ class ClassificationRunner:
         self.scn = loaded.scenario
         self.run_dir = Path(run_dir)
         self.progress = progress or Progress()
-        self.run_id = f"{self.scn.name}-{run_fingerprint(loaded)[:12]}"
+        self.run_id = run_id(loaded)
         self.played = self.skipped = self.failed = 0
 
     async def run(self) -> RunResult:
         t0 = time.perf_counter()
         scn = self.scn
-        try:
+        with in_scenario(self.loaded):
             backends = build_backends(scn)
             data = load_data(self.loaded, self.run_dir / "assets")
             indices, skipped = build_encoders(scn, data.classes)
-        except UserError as exc:  # name the scenario file when the error does not
-            if exc.where is not None:
-                raise
-            raise type(exc)(exc.message, where=str(self.loaded.path), field=exc.field) from None
         units = plan_units(scn, data, indices)
         similarity = data.similarity
         if similarity is None:
             similarity = ClassIndex(data.classes, get_encoder("string")).class_similarity()
-        manifest = {
-            "kind": "classification",
-            "scenario_file": str(self.loaded.path),
-            "scenario_sha256": hashlib.sha256(self.loaded.path.read_bytes()).hexdigest(),
-            "fingerprint": run_fingerprint(self.loaded), "limit": self.loaded.limit,
-            "mmsim_version": mmsim.__version__, "git_commit": _git_commit(),
-            "python": platform.python_version(), "seed": scn.seed,
-            "agents": {n: b.describe() for n, b in backends.items()},
-            "dataset": {"name": data.name, "n_samples": len(data.items),
-                        "n_classes": len(data.classes),
-                        "fingerprint": dataset_fingerprint(list(data.items))},
-            "encoders": {k: v.encoder.describe() for k, v in indices.items()},
-            "encoders_skipped": skipped,
-            "simulated": any(b.simulated for b in backends.values()),
-        }
-        store = RunStore.open(self.run_dir)
-        try:
-            resumed = store.begin_run(self.run_id, scn.name, run_fingerprint(self.loaded),
-                                      scn.canonical(), manifest)
-            done = store.done_ids()
+        manifest = base_manifest("classification", self.loaded, backends, {
+            "name": data.name, "n_samples": len(data.items), "n_classes": len(data.classes),
+            "fingerprint": dataset_fingerprint(list(data.items))})
+        manifest.update({"encoders": {k: v.encoder.describe() for k, v in indices.items()},
+                         "encoders_skipped": skipped})
+        with run_store(self.run_dir, self.loaded, manifest) as (store, resumed, done):
             todo = [u for u in units if u.episode_id not in done]
             self.skipped = len(units) - len(todo)
             log.info("run.start", run_id=self.run_id, episodes=len(units), todo=len(todo))
@@ -277,8 +249,6 @@ class ClassificationRunner:
             play_s = time.perf_counter() - t_play
             store.finish_run()
             counts = store.counts()
-        finally:
-            store.close()
         return RunResult(self.run_dir, self.run_id, resumed, self.played, self.skipped,
                          self.failed, time.perf_counter() - t0, self.played, play_s, counts)
 

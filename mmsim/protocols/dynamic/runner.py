@@ -13,9 +13,6 @@ metrics of a resumed run equal those of an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
 import random
 import time
 from dataclasses import dataclass
@@ -24,7 +21,6 @@ from typing import Any, Literal
 
 import structlog
 
-import mmsim
 from mmsim.actors import ActorSystem, ModelActor
 from mmsim.actors.roles import AskContext, JudgeActor, JudgeRequest
 from mmsim.backends import BACKENDS, Backend
@@ -38,10 +34,10 @@ from mmsim.protocols.dynamic.metrics import EP_CALIB, EP_TASK, judge_calibration
 from mmsim.protocols.dynamic.perturb import corrupt, corruption_kinds, paraphrase
 from mmsim.protocols.dynamic.scenario import DynamicScenario, LoadedDynamic
 from mmsim.protocols.dynamic.sim import DynView, make_dynamic_sim
+from mmsim.runtime.protocol_run import base_manifest, in_scenario, run_id, run_store
 from mmsim.runtime.runner import (
     Progress,
     RunResult,
-    _git_commit,
     dataset_fingerprint,
     gc_tuned,
     run_pool,
@@ -110,12 +106,6 @@ class CalibUnit:
     judge: str
     run: int
     pair: CalibPair
-
-
-def run_fingerprint(loaded: LoadedDynamic) -> str:
-    blob = json.dumps({"scenario": loaded.scenario.canonical(), "limit": loaded.limit},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def load_data(loaded: LoadedDynamic, cache_dir: Path) -> list[Sample]:
@@ -228,42 +218,25 @@ class DynamicRunner:
         self.scn = loaded.scenario
         self.run_dir = Path(run_dir)
         self.progress = progress or Progress()
-        self.run_id = f"{self.scn.name}-{run_fingerprint(loaded)[:12]}"
+        self.run_id = run_id(loaded)
         self.played = self.skipped = self.failed = 0
 
     async def run(self) -> RunResult:
         t0 = time.perf_counter()
         scn = self.scn
-        try:
+        with in_scenario(self.loaded):
             backends = build_backends(scn)
             items = load_data(self.loaded, self.run_dir / "assets")
-        except UserError as exc:
-            if exc.where is not None:
-                raise
-            raise type(exc)(exc.message, where=str(self.loaded.path), field=exc.field) from None
         tasks = plan_tasks(scn, items)
         pairs = calibration_pairs(scn, items)
         calib = [CalibUnit(f"dyn/calib/{j.name}/r{r}/{p.pair_id}", j.name, r, p)
                  for j in scn.judges for r in range(scn.judge.calibration.runs) for p in pairs]
-        manifest = {
-            "kind": "dynamic",
-            "scenario_file": str(self.loaded.path),
-            "scenario_sha256": hashlib.sha256(self.loaded.path.read_bytes()).hexdigest(),
-            "fingerprint": run_fingerprint(self.loaded), "limit": self.loaded.limit,
-            "mmsim_version": mmsim.__version__, "git_commit": _git_commit(),
-            "python": platform.python_version(), "seed": scn.seed,
-            "agents": {n: b.describe() for n, b in backends.items()},
-            "dataset": {"name": scn.dataset.name, "n_samples": len(items),
-                        "fingerprint": dataset_fingerprint(items)},
-            "task_codes": {t: family_code(t) for t in scn.tasks},
-            "calibration_pairs": len(pairs),
-            "simulated": any(b.simulated for b in backends.values()),
-        }
-        store = RunStore.open(self.run_dir)
-        try:
-            resumed = store.begin_run(self.run_id, scn.name, run_fingerprint(self.loaded),
-                                      scn.canonical(), manifest)
-            done = store.done_ids()
+        manifest = base_manifest("dynamic", self.loaded, backends, {
+            "name": scn.dataset.name, "n_samples": len(items),
+            "fingerprint": dataset_fingerprint(items)})
+        manifest.update({"task_codes": {t: family_code(t) for t in scn.tasks},
+                         "calibration_pairs": len(pairs)})
+        with run_store(self.run_dir, self.loaded, manifest) as (store, resumed, done):
             todo_c = [u for u in calib if u.episode_id not in done]
             todo_t = [u for u in tasks if u.episode_id not in done]
             self.skipped = len(calib) + len(tasks) - len(todo_c) - len(todo_t)
@@ -289,8 +262,6 @@ class DynamicRunner:
             play_s = time.perf_counter() - t_play
             store.finish_run()
             counts = store.counts()
-        finally:
-            store.close()
         return RunResult(self.run_dir, self.run_id, resumed, self.played, self.skipped,
                          self.failed, time.perf_counter() - t0, self.played, play_s, counts)
 

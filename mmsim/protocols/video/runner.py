@@ -12,9 +12,6 @@ episodes (played again on resume), never scored.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,6 @@ from typing import Literal
 
 import structlog
 
-import mmsim
 from mmsim.actors import ActorSystem, ModelActor
 from mmsim.actors.roles import AskContext
 from mmsim.backends import BACKENDS, Backend
@@ -35,10 +31,10 @@ from mmsim.protocols.video.data import LEVELS, TRAIN, VIDEO_DATASETS
 from mmsim.protocols.video.rewards import accuracy_reward, answer_tag, format_reward
 from mmsim.protocols.video.scenario import LoadedVideo, VideoScenario
 from mmsim.protocols.video.sim import make_video_sim
+from mmsim.runtime.protocol_run import base_manifest, in_scenario, run_id, run_store
 from mmsim.runtime.runner import (
     Progress,
     RunResult,
-    _git_commit,
     dataset_fingerprint,
     gc_tuned,
     run_pool,
@@ -81,12 +77,6 @@ class Unit:
     item: Sample
     sample_index: int
     temperature: float | None
-
-
-def run_fingerprint(loaded: LoadedVideo) -> str:
-    blob = json.dumps({"scenario": loaded.scenario.canonical(), "limit": loaded.limit},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def load_data(loaded: LoadedVideo, cache_dir: Path) -> list[Sample]:
@@ -168,7 +158,7 @@ class VideoRunner:
         self.scn = loaded.scenario
         self.run_dir = Path(run_dir)
         self.progress = progress or Progress()
-        self.run_id = f"{self.scn.name}-{run_fingerprint(loaded)[:12]}"
+        self.run_id = run_id(loaded)
         self.played = self.skipped = self.failed = 0
         self.decodes = 0
 
@@ -193,38 +183,19 @@ class VideoRunner:
     async def run(self) -> RunResult:
         t0 = time.perf_counter()
         scn = self.scn
-        try:
+        with in_scenario(self.loaded):
             backends = build_backends(scn)
             items = load_data(self.loaded, self.run_dir / "assets")
             frames = self.sample_frames(items)
-        except UserError as exc:
-            if exc.where is not None:
-                raise
-            raise type(exc)(exc.message, where=str(self.loaded.path), field=exc.field) from None
-        try:
+        with in_scenario(self.loaded):
             units = plan(scn, items)
-        except UserError as exc:
-            raise type(exc)(exc.message, where=str(self.loaded.path), field=exc.field) from None
         levels = sorted({it.category for it in items})
-        manifest = {
-            "kind": "video",
-            "scenario_file": str(self.loaded.path),
-            "scenario_sha256": hashlib.sha256(self.loaded.path.read_bytes()).hexdigest(),
-            "fingerprint": run_fingerprint(self.loaded), "limit": self.loaded.limit,
-            "mmsim_version": mmsim.__version__, "git_commit": _git_commit(),
-            "python": platform.python_version(), "seed": scn.seed,
-            "agents": {n: b.describe() for n, b in backends.items()},
-            "dataset": {"name": scn.dataset.name, "n_samples": len(items), "levels": levels,
-                        "n_clips": len({v.sha256 for it in items for v in it.videos}),
-                        "fingerprint": dataset_fingerprint(items)},
-            "frames": scn.frames.model_dump(mode="json"),
-            "simulated": any(b.simulated for b in backends.values()),
-        }
-        store = RunStore.open(self.run_dir)
-        try:
-            resumed = store.begin_run(self.run_id, scn.name, run_fingerprint(self.loaded),
-                                      scn.canonical(), manifest)
-            done = store.done_ids()
+        manifest = base_manifest("video", self.loaded, backends, {
+            "name": scn.dataset.name, "n_samples": len(items), "levels": levels,
+            "n_clips": len({v.sha256 for it in items for v in it.videos}),
+            "fingerprint": dataset_fingerprint(items)})
+        manifest["frames"] = scn.frames.model_dump(mode="json")
+        with run_store(self.run_dir, self.loaded, manifest) as (store, resumed, done):
             todo = [u for u in units if u.episode_id not in done]
             self.skipped = len(units) - len(todo)
             log.info("run.start", run_id=self.run_id, episodes=len(units), todo=len(todo))
@@ -238,8 +209,6 @@ class VideoRunner:
             play_s = time.perf_counter() - t_play
             store.finish_run()
             counts = store.counts()
-        finally:
-            store.close()
         if scn.rollouts is not None and scn.rollouts.export:
             from mmsim.protocols.video.export import export_rollouts
 

@@ -1,0 +1,103 @@
+"""What the runners of the other protocols (classification, dynamic, video) share with each
+other: the run's fingerprint, the manifest's common fields, input errors named in the
+scenario file, and the store session a run plays into.
+
+Each runner keeps what is its own: its plan of episodes, its actors, its extra manifest
+fields and its results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import mmsim
+from mmsim.backends import Backend
+from mmsim.errors import UserError
+from mmsim.runtime.runner import _git_commit
+from mmsim.store import EpisodeIdSet, RunStore
+
+
+class KindScenario(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    def canonical(self) -> dict[str, Any]: ...
+
+
+class LoadedKind(Protocol):
+    """A loaded scenario of any kind (``LoadedClassification``, ``LoadedDynamic``, ...)."""
+
+    @property
+    def scenario(self) -> KindScenario: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def limit(self) -> int | None: ...
+
+
+def run_fingerprint(loaded: LoadedKind) -> str:
+    """What makes two runs the same run: the canonical scenario and ``--limit``."""
+    blob = json.dumps({"scenario": loaded.scenario.canonical(), "limit": loaded.limit},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_id(loaded: LoadedKind) -> str:
+    return f"{loaded.scenario.name}-{run_fingerprint(loaded)[:12]}"
+
+
+@contextlib.contextmanager
+def in_scenario(loaded: LoadedKind) -> Iterator[None]:
+    """Name the scenario file in a UserError raised inside the block that names no file."""
+    try:
+        yield
+    except UserError as exc:
+        if exc.where is not None:
+            raise
+        raise type(exc)(exc.message, where=str(loaded.path), field=exc.field) from None
+
+
+def base_manifest(kind: str, loaded: LoadedKind, backends: Mapping[str, Backend],
+                  dataset: dict[str, Any]) -> dict[str, Any]:
+    """The manifest fields every kind records; a runner adds its own."""
+    return {
+        "kind": kind,
+        "scenario_file": str(loaded.path),
+        "scenario_sha256": hashlib.sha256(loaded.path.read_bytes()).hexdigest(),
+        "fingerprint": run_fingerprint(loaded), "limit": loaded.limit,
+        "mmsim_version": mmsim.__version__, "git_commit": _git_commit(),
+        "python": platform.python_version(), "seed": loaded.scenario.seed,
+        "agents": {n: b.describe() for n, b in backends.items()},
+        "dataset": dataset,
+        "simulated": any(b.simulated for b in backends.values()),
+    }
+
+
+@contextlib.contextmanager
+def run_store(run_dir: Path, loaded: LoadedKind, manifest: dict[str, Any]
+              ) -> Iterator[tuple[RunStore, bool, EpisodeIdSet]]:
+    """The run's store, recorded as (or checked to be) this scenario's run: yields the
+    store, whether the run resumes an earlier one, and the episodes already done."""
+    store = RunStore.open(run_dir)
+    try:
+        scn = loaded.scenario
+        resumed = store.begin_run(run_id(loaded), scn.name, run_fingerprint(loaded),
+                                  scn.canonical(), manifest)
+        yield store, resumed, store.done_ids()
+    finally:
+        store.close()
+
+
+__all__ = ["LoadedKind", "base_manifest", "in_scenario", "run_fingerprint", "run_id",
+           "run_store"]
