@@ -217,6 +217,28 @@ def _run_video(loaded: LoadedVideo, out_dir: Path | None, progress: bool) -> Non
                       soft_wrap=True)
 
 
+def _check_agents(loaded: Any) -> None:
+    """Every agent's params as its backend takes them (nothing is built or started)."""
+    from mmsim.protocols.classification.scenario import LoadedClassification
+    from mmsim.protocols.dynamic.scenario import LoadedDynamic
+    from mmsim.protocols.video.scenario import LoadedVideo
+    from mmsim.runtime.protocol_run import check_kind_backends
+    from mmsim.runtime.runner import check_backends
+
+    if isinstance(loaded, LoadedVideo):
+        from mmsim.protocols.video.sim import VideoSim
+        check_kind_backends(loaded, {"models": loaded.scenario.models}, VideoSim)
+    elif isinstance(loaded, LoadedDynamic):
+        from mmsim.protocols.dynamic.sim import DynamicSim
+        check_kind_backends(loaded, {"models": loaded.scenario.models,
+                                     "judges": loaded.scenario.judges}, DynamicSim)
+    elif isinstance(loaded, LoadedClassification):
+        from mmsim.protocols.classification.sim import ClassifierSim
+        check_kind_backends(loaded, {"models": loaded.scenario.models}, ClassifierSim)
+    else:
+        check_backends(loaded)
+
+
 @app.command()
 def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> None:
     """Check a scenario file without running it."""
@@ -225,6 +247,7 @@ def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> N
     try:
         _plugins(plugin)
         loaded = load_any_scenario(scenario, overrides=set_)
+        _check_agents(loaded)
     except UserError as exc:
         raise _fail(exc) from None
     from mmsim.protocols.dynamic.scenario import LoadedDynamic as _Dyn

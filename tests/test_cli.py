@@ -172,3 +172,49 @@ def test_default_scenario_runs_fast(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert time.time() - t0 < 60
     assert "sim-strong" in r.stdout and "detailed-then-reveal" in r.stdout
+
+
+def test_validate_checks_agent_params_without_building_anything(tmp_path: Path) -> None:
+    """A typo in an agent's params fails `mmsim validate` (exit 2, file:line and field) as
+    it would fail `mmsim run`, for every kind and backend, without loading a model, reading
+    a key or starting a server."""
+    base = ("name: t\ndataset: {name: synthetic, size: 4}\n"
+            "policies: [binary]\nproviders:\n  - {name: p, backend: sim}\nreceivers:\n")
+    cases = {
+        "  - {name: r, backend: sim, params: {skil: 1}}\n":
+            ("receivers.0.params.skil", "Extra inputs"),
+        "  - {name: r, backend: openai, params: {model: m, base_url: 'http://h:1/v1', "
+        "max_retries: -1}}\n":
+            ("receivers.0.params.max_retries", "greater than or equal"),
+        "  - {name: r, backend: hf, params: {model: /nowhere, max_new_tokens: lots}}\n":
+            ("receivers.0.params.max_new_tokens", "valid integer"),
+        "  - {name: r, backend: vllm, params: {max_new_tokens: 8}}\n":
+            ("receivers.0.params.model", "is required"),
+    }
+    for i, (agent, (field, why)) in enumerate(cases.items()):
+        y = tmp_path / f"s{i}.yaml"
+        y.write_text(base + agent)
+        r = run_cli("validate", str(y))
+        assert r.returncode == 2, (agent, r.stdout)
+        assert f"s{i}.yaml:7: {field}" in r.stderr and why in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    # The same agents with good params validate (an hf model that does not exist is not
+    # loaded, an openai key is not read, a vllm engine is not started).
+    y = tmp_path / "good.yaml"
+    y.write_text(base + "  - {name: r, backend: hf, params: {model: /nowhere}}\n"
+                 "  - {name: o, backend: openai, params: {model: m, base_url: 'http://h:1/v1', "
+                 "api_key_env: NOT_SET_X}}\n"
+                 "  - {name: v, backend: vllm, params: {model: /nowhere}}\n")
+    r = run_cli("validate", str(y))
+    assert r.returncode == 0, r.stderr
+    # Other kinds: the kind's own sim parameters.
+    v = tmp_path / "video.yaml"
+    v.write_text("name: v\nkind: video\nmodels:\n  - {name: m, backend: sim, "
+                 "params: {skil: 1}}\n")
+    r = run_cli("validate", str(v))
+    assert r.returncode == 2 and "models.0.params.skil" in r.stderr, r.stderr
+    c = tmp_path / "cls.yaml"
+    c.write_text("name: c\nkind: classification\nmodels:\n  - {name: m, backend: sim, "
+                 "params: {nope: 1}}\n")
+    r = run_cli("validate", str(c))
+    assert r.returncode == 2 and "models.0.params.nope" in r.stderr, r.stderr

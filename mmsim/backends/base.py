@@ -61,6 +61,14 @@ class Backend:
         self.name = name
         self.params = params
 
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any]) -> object:
+        """Check ``params`` as the constructor does, building nothing (no model loaded, no
+        key read, no connection), and return what the constructor keeps of them; raise a
+        UserError naming the field. ``mmsim validate`` runs it. The default checks
+        nothing."""
+        return None
+
     async def generate(self, request: GenerateRequest) -> Completion:
         raise NotImplementedError
 
@@ -80,6 +88,23 @@ BackendFactory = Callable[[str, dict[str, Any]], Backend]
 BACKENDS: Registry[BackendFactory] = Registry("backend")
 
 
-def backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    """Register a backend factory ``(agent_name, params) -> Backend`` under ``name``."""
-    return BACKENDS.decorator(name)
+def backend(name: str, *, cls: type[Backend] | None = None
+            ) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a backend factory ``(agent_name, params) -> Backend`` under ``name``;
+    ``cls``: the Backend class it builds, whose ``check_params`` ``mmsim validate`` runs."""
+    register = BACKENDS.decorator(name)
+
+    def deco(factory: BackendFactory) -> BackendFactory:
+        if cls is not None:
+            setattr(factory, "backend_class", cls)  # noqa: B010 - an attribute of a function
+        return register(factory)
+
+    return deco
+
+
+def check_backend_params(factory: BackendFactory, name: str, params: dict[str, Any]) -> None:
+    """Run the ``check_params`` of the class ``factory`` builds (a Backend class registered
+    directly, or a factory registered with ``cls=``); nothing for other factories."""
+    cls = factory if isinstance(factory, type) else getattr(factory, "backend_class", None)
+    if isinstance(cls, type) and issubclass(cls, Backend):
+        cls.check_params(name, params)

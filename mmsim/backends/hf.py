@@ -84,19 +84,31 @@ class _Out:
 class HFBackend(Backend):
     """In-process transformers VLM with dynamic batching across episodes."""
 
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any], *,
+                     need_model: bool = True) -> HFParams:
+        if need_model and not params.get("model"):
+            raise UserError("is required: a local model directory or a hub id (e.g. --set "
+                            "receivers.0.params.model=/tmp/tiny-llava)", field="params.model")
+        try:
+            cfg = HFParams.model_validate(params)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            field = ".".join(str(x) for x in e["loc"])
+            raise UserError(str(e["msg"]), field=f"params.{field}" if field else "params") \
+                from None
+        from mmsim.data.video import FrameSpec
+
+        validated(FrameSpec, cfg.video_frames, label="", field="params.video_frames")
+        return cfg
+
     def __init__(self, name: str, params: dict[str, Any], *, model: Any = None,
                  processor: Any = None):
         super().__init__(name, params)
         if model is None and not params.get("model"):
             raise UserError("is required: a local model directory or a hub id (e.g. --set "
                             "receivers.0.params.model=/tmp/tiny-llava)", field="params.model")
-        try:
-            self.cfg = HFParams.model_validate(params)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            field = ".".join(str(x) for x in e["loc"])
-            raise UserError(str(e["msg"]), field=f"params.{field}" if field else "params") \
-                from None
+        self.cfg = self.check_params(name, params, need_model=False)
         from mmsim.data.video import FrameSpec
 
         self._frame_spec = validated(FrameSpec, self.cfg.video_frames, label="",
@@ -300,7 +312,7 @@ class HFBackend(Backend):
             self._torch.cuda.empty_cache()
 
 
-@backend("hf")
+@backend("hf", cls=HFBackend)
 def _make(name: str, params: dict[str, Any]) -> Backend:
     """In-process transformers VLM, batched across episodes (needs mmsim[hf])."""
     return HFBackend(name, params)

@@ -162,7 +162,7 @@ class LiteLLMBackend(OpenAIBackend):
         return None
 
 
-@backend("litellm")
+@backend("litellm", cls=LiteLLMBackend)
 def make_litellm(name: str, params: dict[str, Any]) -> Backend:
     """Hosted providers through litellm (optional extra: pip install 'mmsim[litellm]')."""
     return LiteLLMBackend(name, params)

@@ -396,9 +396,14 @@ class OpenAIBackend(Backend):
 
     params_model: type[OpenAIParams] = OpenAIParams
 
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any]) -> OpenAIParams:
+        p: OpenAIParams = validate_params(cls.params_model, name, params)
+        return p
+
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        self.p: OpenAIParams = validate_params(self.params_model, name, params)
+        self.p: OpenAIParams = self.check_params(name, params)
         self._key = read_api_key(name, self.p.api_key_env)
         if self.p.http_client == "aiohttp" and not aiohttp_available():
             raise UserError("http_client: aiohttp needs aiohttp: pip install 'mmsim[aiohttp]'",
@@ -534,7 +539,7 @@ class OpenAIBackend(Backend):
             await _release(*ep)
 
 
-@backend("openai")
+@backend("openai", cls=OpenAIBackend)
 def make_openai(name: str, params: dict[str, Any]) -> Backend:
     """Any OpenAI-compatible chat-completions endpoint (vLLM, SGLang, transformers serve)."""
     return OpenAIBackend(name, params)

@@ -101,8 +101,12 @@ class SimBackend(Backend):
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        self.p = validated(SimParams, params, label="sim params: ", field=f"{name}.params")
+        self.p = self.check_params(name, params)
         self._uptake = {**DEFAULT_UPTAKE, **self.p.uptake}
+
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any]) -> SimParams:
+        return validated(SimParams, params, label="sim params: ", field=f"{name}.params")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "simulated": True, "params": self.p.model_dump()}
@@ -196,7 +200,7 @@ class SimBackend(Backend):
         return text, {"sim_helpful": helpful}
 
 
-@backend("sim")
+@backend("sim", cls=SimBackend)
 def make_sim(name: str, params: dict[str, Any]) -> Backend:
     """Parametric simulated agent (IRT skill, feedback uptake, elimination, noise, latency)."""
     return SimBackend(name, params)

@@ -47,12 +47,21 @@ class VLLMBackend(Backend):
 
     _ids = itertools.count()
 
-    def __init__(self, name: str, params: dict[str, Any]):
-        super().__init__(name, params)
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any]) -> str:
         model = params.get("model")
         if not isinstance(model, str) or not model:
             raise UserError("is required (a local directory or a hub id)",
                             field="params.model")
+        from mmsim.data.video import FrameSpec
+
+        validated(FrameSpec, dict(params.get("video_frames") or {}), label="",
+                  field="params.video_frames")
+        return model
+
+    def __init__(self, name: str, params: dict[str, Any]):
+        super().__init__(name, params)
+        model = self.check_params(name, params)
         vllm = require_vllm()
         async_llm: Any = importlib.import_module("vllm.v1.engine.async_llm")
         self.model = model
@@ -135,7 +144,7 @@ class VLLMBackend(Backend):
             engine.shutdown()
 
 
-@backend("vllm")
+@backend("vllm", cls=VLLMBackend)
 def _make(name: str, params: dict[str, Any]) -> Backend:
     """In-process vLLM engine (AsyncLLM; needs mmsim[vllm] and a GPU)."""
     return VLLMBackend(name, params)

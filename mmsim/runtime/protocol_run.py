@@ -12,14 +12,16 @@ import contextlib
 import hashlib
 import json
 import platform
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import mmsim
-from mmsim.backends import Backend
+from mmsim.backends import BACKENDS, Backend
+from mmsim.backends.base import check_backend_params
 from mmsim.errors import UserError
 from mmsim.runtime.runner import _git_commit
+from mmsim.scenario import AgentSpec
 from mmsim.store import EpisodeIdSet, RunStore
 
 
@@ -84,6 +86,27 @@ def base_manifest(kind: str, loaded: LoadedKind, backends: Mapping[str, Backend]
     }
 
 
+def check_kind_backends(loaded: LoadedKind, groups: Mapping[str, Sequence[AgentSpec]],
+                        sim: type[Backend]) -> None:
+    """What ``mmsim validate`` checks of a kind's agents: each one's ``params`` as its
+    backend would take them (``sim`` agents: the kind's ``sim`` class), building nothing;
+    an error names the scenario file and the field (``models.0.params.skill``)."""
+    for group, agents in groups.items():
+        for i, a in enumerate(agents):
+            try:
+                if a.backend == "sim":
+                    sim.check_params(a.name, dict(a.params))
+                else:
+                    check_backend_params(BACKENDS.get(a.backend), a.name, dict(a.params))
+            except UserError as exc:
+                if exc.where is not None:
+                    raise
+                rest = (exc.field or "").split(".")
+                rest = rest[rest.index("params"):] if "params" in rest else ["params"]
+                raise type(exc)(exc.message, where=str(loaded.path),
+                                field=".".join([group, str(i), *rest])) from None
+
+
 @contextlib.contextmanager
 def run_store(run_dir: Path, loaded: LoadedKind, manifest: dict[str, Any]
               ) -> Iterator[tuple[RunStore, bool, EpisodeIdSet]]:
@@ -99,5 +122,5 @@ def run_store(run_dir: Path, loaded: LoadedKind, manifest: dict[str, Any]
         store.close()
 
 
-__all__ = ["LoadedKind", "base_manifest", "in_scenario", "run_fingerprint", "run_id",
-           "run_store"]
+__all__ = ["LoadedKind", "base_manifest", "check_kind_backends", "in_scenario",
+           "run_fingerprint", "run_id", "run_store"]

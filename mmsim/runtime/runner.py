@@ -35,6 +35,7 @@ import mmsim
 from mmsim.actors import ActorSystem, FeedbackProviderActor, ModelActor
 from mmsim.actors.human import make_provider
 from mmsim.backends import BACKENDS, Backend
+from mmsim.backends.base import check_backend_params
 from mmsim.data import DATASETS, Sample
 from mmsim.env import EpisodeFailed, InterFeedbackEnv, PolicyPlan, RoundPolicy
 from mmsim.env.interfeedback import first_turn
@@ -196,14 +197,53 @@ def _anchor_dataset_error(loaded: LoadedScenario, exc: UserError) -> UserError:
                      field=f"dataset.{exc.field}" if exc.field else "dataset")
 
 
+def _agent_places(scn: Scenario) -> dict[str, tuple[str, int]]:
+    return {**{a.name: ("providers", i) for i, a in enumerate(scn.providers)},
+            **{a.name: ("receivers", i) for i, a in enumerate(scn.receivers)}}
+
+
+def _located(exc: UserError, loaded: LoadedScenario, place: tuple[str, int],
+             name: str) -> UserError:
+    """``exc`` (about agent ``name``'s params) re-pointed at the scenario line."""
+    group, i = place
+    rest = (exc.field or "").removeprefix(f"{name}.").split(".")
+    rest = rest if rest[0] in ("params", "human") else ["params"]
+    return type(exc)(exc.message, where=loaded.where(group, i, *rest),
+                     field=".".join([group, str(i), *rest]))
+
+
+def check_backends(loaded: LoadedScenario) -> None:
+    """What ``mmsim validate`` checks of the agents: each one's ``params`` as its backend
+    would take them (``Backend.check_params``), building nothing. Human agents and plugin
+    backends registered without ``cls=`` are not checked. A ``server:`` reference stands
+    for its server's URL and model (the server is not started)."""
+    scn = loaded.scenario
+    places = _agent_places(scn)
+    servers = {sv.name: sv for sv in scn.servers}
+    for name, spec in scn.agents().items():
+        if spec.kind == "human":
+            continue
+        params = dict(spec.params)
+        sv = servers.get(str(params.pop("server", "")))
+        if sv is not None:
+            params["base_url"] = f"http://{sv.host}:1/v1"  # checked as a URL, never used
+            if "model" not in params and sv.model is not None:
+                params["model"] = sv.model
+        try:
+            check_backend_params(BACKENDS.get(spec.backend), name, params)
+        except UserError as exc:
+            if exc.where is not None:
+                raise
+            raise _located(exc, loaded, places[name], name) from None
+
+
 def build_backends(scn: Scenario, loaded: LoadedScenario | None = None,
                    servers: dict[str, RunningServer] | None = None) -> dict[str, Backend]:
     """The agents' backends. With ``loaded``, a bad ``params`` error names the scenario
     line and the field (``scn.yaml:9: receivers.0.params.skil: ...``). ``servers``: the
     running servers that ``params: {server: NAME}`` refers to."""
     out: dict[str, Backend] = {}
-    places = {**{a.name: ("providers", i) for i, a in enumerate(scn.providers)},
-              **{a.name: ("receivers", i) for i, a in enumerate(scn.receivers)}}
+    places = _agent_places(scn)
     for name, spec in scn.agents().items():
         factory = (backend_factory(spec.channel or "terminal", spec.human, spec.backend)
                    if spec.kind == "human" else BACKENDS.get(spec.backend))
@@ -212,11 +252,7 @@ def build_backends(scn: Scenario, loaded: LoadedScenario | None = None,
         except UserError as exc:
             if loaded is None or exc.where is not None:
                 raise
-            group, i = places[name]
-            rest = (exc.field or "").removeprefix(f"{name}.").split(".")
-            rest = rest if rest[0] in ("params", "human") else ["params"]
-            raise type(exc)(exc.message, where=loaded.where(group, i, *rest),
-                            field=".".join([group, str(i), *rest])) from None
+            raise _located(exc, loaded, places[name], name) from None
         except Exception as exc:  # a backend plugin's bug: name it, no traceback
             if loaded is None:
                 raise

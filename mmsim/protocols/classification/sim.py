@@ -98,8 +98,12 @@ class ClassifierSim(Backend):
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        self.p = validated(ClassifierSimParams, params, label="sim classifier params: ",
-                           field=f"models.{name}.params")
+        self.p = self.check_params(name, params)
+
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any]) -> ClassifierSimParams:
+        return validated(ClassifierSimParams, params, label="sim classifier params: ",
+                         field=f"models.{name}.params")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "simulated": True, "behaviour": "classification",

@@ -86,8 +86,12 @@ class DynamicSim(Backend):
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        self.p = validated(DynamicSimParams, params, label="sim params: ",
-                           field=f"{name}.params")
+        self.p = self.check_params(name, params)
+
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any]) -> DynamicSimParams:
+        return validated(DynamicSimParams, params, label="sim params: ",
+                         field=f"{name}.params")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "simulated": True, "behaviour": "dynamic",

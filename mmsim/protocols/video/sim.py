@@ -53,8 +53,12 @@ class VideoSim(Backend):
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)
-        self.p = validated(VideoSimParams, params, label="sim params: ",
-                           field=f"{name}.params")
+        self.p = self.check_params(name, params)
+
+    @classmethod
+    def check_params(cls, name: str, params: dict[str, Any]) -> VideoSimParams:
+        return validated(VideoSimParams, params, label="sim params: ",
+                         field=f"{name}.params")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "sim", "simulated": True, "behaviour": "video",
