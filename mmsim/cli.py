@@ -222,19 +222,17 @@ def _check_agents(loaded: Any) -> None:
     from mmsim.protocols.classification.scenario import LoadedClassification
     from mmsim.protocols.dynamic.scenario import LoadedDynamic
     from mmsim.protocols.video.scenario import LoadedVideo
-    from mmsim.runtime.protocol_run import check_kind_backends
     from mmsim.runtime.runner import check_backends
 
     if isinstance(loaded, LoadedVideo):
-        from mmsim.protocols.video.sim import VideoSim
-        check_kind_backends(loaded, {"models": loaded.scenario.models}, VideoSim)
+        from mmsim.protocols.video.runner import check_agents as check_video
+        check_video(loaded)
     elif isinstance(loaded, LoadedDynamic):
-        from mmsim.protocols.dynamic.sim import DynamicSim
-        check_kind_backends(loaded, {"models": loaded.scenario.models,
-                                     "judges": loaded.scenario.judges}, DynamicSim)
+        from mmsim.protocols.dynamic.runner import check_agents as check_dynamic
+        check_dynamic(loaded)
     elif isinstance(loaded, LoadedClassification):
-        from mmsim.protocols.classification.sim import ClassifierSim
-        check_kind_backends(loaded, {"models": loaded.scenario.models}, ClassifierSim)
+        from mmsim.protocols.classification.runner import check_agents as check_cls
+        check_cls(loaded)
     else:
         check_backends(loaded)
 

@@ -46,8 +46,14 @@ from mmsim.protocols.classification.env import (
     read_numbered_list,
 )
 from mmsim.protocols.classification.scenario import ClassificationScenario, LoadedClassification
-from mmsim.protocols.classification.sim import Mode, SimView, make_classifier_sim
-from mmsim.runtime.protocol_run import base_manifest, in_scenario, run_id, run_store
+from mmsim.protocols.classification.sim import ClassifierSim, Mode, SimView, make_classifier_sim
+from mmsim.runtime.protocol_run import (
+    base_manifest,
+    check_kind_backends,
+    in_scenario,
+    run_id,
+    run_store,
+)
 from mmsim.runtime.runner import (
     Progress,
     RunResult,
@@ -104,6 +110,12 @@ def build_encoders(scn: ClassificationScenario, classes: tuple[str, ...]
                 continue
             raise EncoderUnavailable(exc.message, field=f"encoders.{i}") from None
     return out, skipped
+
+
+def check_agents(loaded: LoadedClassification) -> None:
+    """Every model's params as its backend takes them (``mmsim validate``, and the run
+    before it builds anything)."""
+    check_kind_backends(loaded, {"models": loaded.scenario.models}, ClassifierSim)
 
 
 def build_backends(scn: ClassificationScenario) -> dict[str, Backend]:
@@ -226,6 +238,7 @@ class ClassificationRunner:
     async def run(self) -> RunResult:
         t0 = time.perf_counter()
         scn = self.scn
+        check_agents(self.loaded)  # names the file and the field, like mmsim validate
         with in_scenario(self.loaded):
             backends = build_backends(scn)
             data = load_data(self.loaded, self.run_dir / "assets")

@@ -33,8 +33,14 @@ from mmsim.protocols.dynamic.families import TASK_FAMILIES, TaskInstance, family
 from mmsim.protocols.dynamic.metrics import EP_CALIB, EP_TASK, judge_calibration, load_results
 from mmsim.protocols.dynamic.perturb import corrupt, corruption_kinds, paraphrase
 from mmsim.protocols.dynamic.scenario import DynamicScenario, LoadedDynamic
-from mmsim.protocols.dynamic.sim import DynView, make_dynamic_sim
-from mmsim.runtime.protocol_run import base_manifest, in_scenario, run_id, run_store
+from mmsim.protocols.dynamic.sim import DynamicSim, DynView, make_dynamic_sim
+from mmsim.runtime.protocol_run import (
+    base_manifest,
+    check_kind_backends,
+    in_scenario,
+    run_id,
+    run_store,
+)
 from mmsim.runtime.runner import (
     Progress,
     RunResult,
@@ -127,6 +133,13 @@ def load_data(loaded: LoadedDynamic, cache_dir: Path) -> list[Sample]:
     if not items:
         raise DataError("the dataset is empty", where=str(loaded.path), field="dataset")
     return items
+
+
+def check_agents(loaded: LoadedDynamic) -> None:
+    """Every model's and judge's params as its backend takes them (``mmsim validate``,
+    and the run before it builds anything)."""
+    scn = loaded.scenario
+    check_kind_backends(loaded, {"models": scn.models, "judges": scn.judges}, DynamicSim)
 
 
 def build_backends(scn: DynamicScenario) -> dict[str, Backend]:
@@ -224,6 +237,7 @@ class DynamicRunner:
     async def run(self) -> RunResult:
         t0 = time.perf_counter()
         scn = self.scn
+        check_agents(self.loaded)  # names the file and the field, like mmsim validate
         with in_scenario(self.loaded):
             backends = build_backends(scn)
             items = load_data(self.loaded, self.run_dir / "assets")

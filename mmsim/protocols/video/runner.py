@@ -30,8 +30,14 @@ from mmsim.messages import ChatTurn, Envelope, Image, Observation, Part, Text, V
 from mmsim.protocols.video.data import LEVELS, TRAIN, VIDEO_DATASETS
 from mmsim.protocols.video.rewards import accuracy_reward, answer_tag, format_reward
 from mmsim.protocols.video.scenario import LoadedVideo, VideoScenario
-from mmsim.protocols.video.sim import make_video_sim
-from mmsim.runtime.protocol_run import base_manifest, in_scenario, run_id, run_store
+from mmsim.protocols.video.sim import VideoSim, make_video_sim
+from mmsim.runtime.protocol_run import (
+    base_manifest,
+    check_kind_backends,
+    in_scenario,
+    run_id,
+    run_store,
+)
 from mmsim.runtime.runner import (
     Progress,
     RunResult,
@@ -94,6 +100,12 @@ def load_data(loaded: LoadedVideo, cache_dir: Path) -> list[Sample]:
     if not items:
         raise DataError("the dataset is empty", where=str(loaded.path), field="dataset")
     return items
+
+
+def check_agents(loaded: LoadedVideo) -> None:
+    """Every model's params as its backend takes them (``mmsim validate``, and the run
+    before it builds anything)."""
+    check_kind_backends(loaded, {"models": loaded.scenario.models}, VideoSim)
 
 
 def build_backends(scn: VideoScenario) -> dict[str, Backend]:
@@ -183,6 +195,7 @@ class VideoRunner:
     async def run(self) -> RunResult:
         t0 = time.perf_counter()
         scn = self.scn
+        check_agents(self.loaded)  # names the file and the field, like mmsim validate
         with in_scenario(self.loaded):
             backends = build_backends(scn)
             items = load_data(self.loaded, self.run_dir / "assets")
