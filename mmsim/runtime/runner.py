@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import structlog
@@ -735,7 +735,13 @@ async def run_scenario(loaded: LoadedScenario, run_dir: str | Path, *,
                         handle_signals=handle_signals, executor=executor).run()
 
 
-def default_run_dir(scn: Scenario) -> Path:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+def default_run_dir(scn: _Named) -> Path:
+    """``runs/<scenario name>``: where a scenario of any kind runs without ``--out``."""
     return Path("runs") / scn.name
 
 

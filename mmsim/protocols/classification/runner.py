@@ -58,6 +58,7 @@ from mmsim.runtime.runner import (
     Progress,
     RunResult,
     dataset_fingerprint,
+    default_run_dir,
     gc_tuned,
     run_pool,
 )
@@ -348,10 +349,6 @@ async def run_classification(loaded: LoadedClassification, run_dir: str | Path, 
     """Run (or resume) a classification scenario into ``run_dir``."""
     with run_dir_lock(run_dir):  # one writer per run directory
         return await ClassificationRunner(loaded, Path(run_dir), progress=progress).run()
-
-
-def default_run_dir(scn: ClassificationScenario) -> Path:
-    return Path("runs") / scn.name
 
 
 __all__ = ["ClassificationRunner", "build_encoders", "default_run_dir", "load_data",

@@ -45,6 +45,7 @@ from mmsim.runtime.runner import (
     Progress,
     RunResult,
     dataset_fingerprint,
+    default_run_dir,
     gc_tuned,
     run_pool,
 )
@@ -418,10 +419,6 @@ async def run_dynamic(loaded: LoadedDynamic, run_dir: str | Path, *,
     """Run (or resume) a dynamic-evaluation scenario into ``run_dir``."""
     with run_dir_lock(run_dir):  # one writer per run directory
         return await DynamicRunner(loaded, Path(run_dir), progress=progress).run()
-
-
-def default_run_dir(scn: DynamicScenario) -> Path:
-    return Path("runs") / scn.name
 
 
 __all__ = ["CalibPair", "DynResult", "DynamicRunner", "JudgeRefused", "TaskUnit",

@@ -42,6 +42,7 @@ from mmsim.runtime.runner import (
     Progress,
     RunResult,
     dataset_fingerprint,
+    default_run_dir,
     gc_tuned,
     run_pool,
 )
@@ -284,10 +285,6 @@ async def run_video(loaded: LoadedVideo, run_dir: str | Path, *,
     """Run (or resume) a video scenario into ``run_dir``."""
     with run_dir_lock(run_dir):  # one writer per run directory
         return await VideoRunner(loaded, Path(run_dir), progress=progress).run()
-
-
-def default_run_dir(scn: VideoScenario) -> Path:
-    return Path("runs") / scn.name
 
 
 __all__ = ["EP_EVAL", "EP_ROLLOUT", "Unit", "VideoResult", "VideoRunner", "default_run_dir",
