@@ -241,7 +241,32 @@ class ServerSpec(BaseModel):
         return self
 
 
-class Scenario(BaseModel):
+class ScenarioModel(BaseModel):
+    """What a scenario of every kind has: its canonical form (what identifies a run) and
+    that form's fingerprint."""
+
+    def canonical(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class LoadedFile(BaseModel):
+    """A scenario file as loaded: where it is (data paths are relative to it) and the
+    ``--limit`` it runs with. Each kind adds its ``scenario``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    path: Path
+    limit: int | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+class Scenario(ScenarioModel):
     """A scenario file (see docs/scenarios.md)."""
 
     model_config = _STRICT
@@ -315,23 +340,12 @@ class Scenario(BaseModel):
             del out["protocol"]["mode"]
         return out
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
 
-
-class LoadedScenario(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+class LoadedScenario(LoadedFile):
     scenario: Scenario
-    path: Path
-    limit: int | None = None
     source: str = ""  # the path as the user gave it (for error messages)
     lines: dict[tuple[str, ...], int] = Field(default_factory=dict)  # field path -> line
     overrides: dict[str, str] = Field(default_factory=dict)  # --set key -> the assignment
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
 
     def where(self, *loc: str | int) -> str:
         """Where a field was given: ``"scenario.yaml:12"``, or ``"--set key=value"``."""

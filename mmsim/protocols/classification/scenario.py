@@ -5,8 +5,6 @@ Errors name the file, the line and the dotted field, as for InterFeedback scenar
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -15,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.protocols.classification.data import CLS_DATASETS
 from mmsim.protocols.classification.encoders import ENCODERS
 from mmsim.registry import Registry, did_you_mean
-from mmsim.scenario import AgentSpec, DatasetSpec, RunSpec, validate_kind_scenario
+from mmsim.scenario import (
+    AgentSpec,
+    DatasetSpec,
+    LoadedFile,
+    RunSpec,
+    ScenarioModel,
+    validate_kind_scenario,
+)
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -111,7 +116,7 @@ class ProtocolsSpec(BaseModel):
     batch: BatchSpec = BatchSpec()
 
 
-class ClassificationScenario(BaseModel):
+class ClassificationScenario(ScenarioModel):
     """A ``kind: classification`` scenario file (see docs/classification.md)."""
 
     model_config = _STRICT
@@ -160,23 +165,9 @@ class ClassificationScenario(BaseModel):
         ref: str | None = getattr(self.protocols, proto).encoder
         return ref or self.default_encoder
 
-    def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-
-class LoadedClassification(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+class LoadedClassification(LoadedFile):
     scenario: ClassificationScenario
-    path: Path
-    limit: int | None = None
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
 
 
 _FIELDS: dict[str, type[BaseModel]] = {

@@ -5,8 +5,6 @@ Errors name the file, the line and the dotted field, as for the other scenario k
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -15,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.protocols.dynamic.data import DYN_DATASETS
 from mmsim.protocols.dynamic.families import DEFAULT_TASKS, TASK_FAMILIES
 from mmsim.registry import Registry, did_you_mean
-from mmsim.scenario import AgentSpec, DatasetSpec, RunSpec, validate_kind_scenario
+from mmsim.scenario import (
+    AgentSpec,
+    DatasetSpec,
+    LoadedFile,
+    RunSpec,
+    ScenarioModel,
+    validate_kind_scenario,
+)
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -55,7 +60,7 @@ class JudgeSettings(BaseModel):
     scale: int = Field(5, ge=1, le=100)
 
 
-class DynamicScenario(BaseModel):
+class DynamicScenario(ScenarioModel):
     """A ``kind: dynamic`` scenario file (see docs/dynamic.md)."""
 
     model_config = _STRICT
@@ -99,23 +104,9 @@ class DynamicScenario(BaseModel):
     def scoring_judge(self) -> str:
         return self.judge.use or self.judges[0].name
 
-    def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-
-class LoadedDynamic(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+class LoadedDynamic(LoadedFile):
     scenario: DynamicScenario
-    path: Path
-    limit: int | None = None
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
 
 
 _FIELDS: dict[str, type[BaseModel]] = {

@@ -5,8 +5,6 @@ Errors name the file, the line and the dotted field, as for the other scenario k
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -15,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.data.video import FrameSpec
 from mmsim.protocols.video.data import VIDEO_DATASETS
 from mmsim.registry import Registry
-from mmsim.scenario import AgentSpec, DatasetSpec, RunSpec, validate_kind_scenario
+from mmsim.scenario import (
+    AgentSpec,
+    DatasetSpec,
+    LoadedFile,
+    RunSpec,
+    ScenarioModel,
+    validate_kind_scenario,
+)
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -76,7 +81,7 @@ class RolloutSpec(BaseModel):
         return self
 
 
-class VideoScenario(BaseModel):
+class VideoScenario(ScenarioModel):
     """A ``kind: video`` scenario file (see docs/video.md)."""
 
     model_config = _STRICT
@@ -118,23 +123,9 @@ class VideoScenario(BaseModel):
                                  "all be the same reply; drop the seed for rollouts")
         return self
 
-    def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-
-class LoadedVideo(BaseModel):
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+class LoadedVideo(LoadedFile):
     scenario: VideoScenario
-    path: Path
-    limit: int | None = None
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
 
 
 _FIELDS: dict[str, type[BaseModel]] = {
