@@ -55,8 +55,9 @@ def run_fingerprint(loaded: LoadedKind) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run_id(loaded: LoadedKind) -> str:
-    return f"{loaded.scenario.name}-{run_fingerprint(loaded)[:12]}"
+def run_id(loaded: LoadedKind, fingerprint: str | None = None) -> str:
+    fp = run_fingerprint(loaded) if fingerprint is None else fingerprint
+    return f"{loaded.scenario.name}-{fp[:12]}"
 
 
 @contextlib.contextmanager
@@ -110,13 +111,13 @@ def check_kind_backends(loaded: LoadedKind, groups: Mapping[str, Sequence[AgentS
 @contextlib.contextmanager
 def run_store(run_dir: Path, loaded: LoadedKind, manifest: dict[str, Any]
               ) -> Iterator[tuple[RunStore, bool, EpisodeIdSet]]:
-    """The run's store, recorded as (or checked to be) this scenario's run: yields the
-    store, whether the run resumes an earlier one, and the episodes already done."""
+    """The run's store, recorded as (or checked to be) this scenario's run (``manifest``
+    from :func:`base_manifest`, whose fingerprint it uses): yields the store, whether the
+    run resumes an earlier one, and the episodes already done."""
     store = RunStore.open(run_dir)
     try:
-        scn = loaded.scenario
-        resumed = store.begin_run(run_id(loaded), scn.name, run_fingerprint(loaded),
-                                  scn.canonical(), manifest)
+        scn, fp = loaded.scenario, manifest["fingerprint"]
+        resumed = store.begin_run(run_id(loaded, fp), scn.name, fp, scn.canonical(), manifest)
         yield store, resumed, store.done_ids()
     finally:
         store.close()
