@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 from mmsim.backends.base import GenerateRequest  # noqa: E402
 from mmsim.backends.openai import OpenAIBackend, aiohttp_available  # noqa: E402
 from mmsim.messages import ChatTurn, Text  # noqa: E402
-from mmsim.runtime.runner import gc_tuned  # noqa: E402
+from mmsim.runtime.pool import gc_tuned  # noqa: E402
 
 PROMPT = "What is shown in the figure? 'Answer: <letter>'"
 GC_MODE = "runner"  # set by main(): "runner" (gc_tuned) or "python" (default thresholds)

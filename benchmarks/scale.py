@@ -124,8 +124,8 @@ def one(spec: dict[str, Any]) -> dict[str, Any]:
 
     import anyio
 
+    from mmsim.runtime import Kernel as Runner
     from mmsim.runtime.executors import LocalExecutor, RayExecutor
-    from mmsim.runtime.runner import Runner
     from mmsim.scenario import load_scenario
 
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
@@ -163,8 +163,8 @@ def bare_screening(spec: dict[str, Any]) -> dict[str, Any]:
     from mmsim.backends import BACKENDS
     from mmsim.backends.base import GenerateRequest, Oracle
     from mmsim.data.synthetic import load_synthetic
-    from mmsim.env.interfeedback import first_turn
     from mmsim.messages import Response
+    from mmsim.protocols.interfeedback.env import first_turn
     from mmsim.tasks.answers import check_answer, extract_answer
 
     work = Path(spec["work"])

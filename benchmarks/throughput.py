@@ -38,10 +38,10 @@ from typing import Any
 from mmsim.backends import BACKENDS
 from mmsim.backends.base import GenerateRequest, Oracle
 from mmsim.data.synthetic import load_synthetic
-from mmsim.env.interfeedback import REASK, first_turn
 from mmsim.messages import ChatTurn, Grade, Response, Text, Usage
 from mmsim.policies import POLICIES, FeedbackContext
-from mmsim.runtime.runner import run_scenario
+from mmsim.protocols.interfeedback.env import REASK, first_turn
+from mmsim.runtime import run_scenario
 from mmsim.scenario import load_scenario
 from mmsim.tasks.answers import check_answer, extract_answer
 

@@ -1,7 +1,6 @@
 """mmsim: interactive evaluation of multimodal models as simulations of async agents."""
 
-__version__ = "0.1.0"
-
+from mmsim._version import __version__
 from mmsim.actors import Actor, ActorSystem, FeedbackProviderActor, JudgeActor, ModelActor
 from mmsim.backends import Backend, Completion, GenerateRequest, backend
 from mmsim.data import Sample, dataset
@@ -20,7 +19,8 @@ from mmsim.messages import (
     Video,
 )
 from mmsim.policies import FeedbackContext, policy
-from mmsim.scenario import Scenario, load_scenario
+from mmsim.protocols.interfeedback import Scenario
+from mmsim.scenario import load_scenario
 
 __all__ = [
     "Actor", "ActorSystem", "AnswerFormat", "Backend", "ChatTurn", "Completion", "DataError",

@@ -21,9 +21,6 @@ from rich.table import Table
 from mmsim.errors import StoreError, UserError
 
 if TYPE_CHECKING:
-    from mmsim.protocols.classification.scenario import LoadedClassification
-    from mmsim.protocols.dynamic.scenario import LoadedDynamic
-    from mmsim.protocols.video.scenario import LoadedVideo
     from mmsim.runtime import Progress
     from mmsim.store import RunStore
 
@@ -89,41 +86,22 @@ def run(
     ray_workers: Annotated[int | None, typer.Option(help="Ray actors (default: one per "
                            "CPU of the cluster).", min=1)] = None,
 ) -> None:
-    """Run (or resume) a scenario and print its per-model table."""
+    """Run (or resume) a scenario of any protocol and print its table."""
     from mmsim import logging as mlog
-    from mmsim.metrics import compute
-    from mmsim.report import print_table
-    from mmsim.runtime import default_run_dir, run_scenario
+    from mmsim.runtime import PROTOCOLS, default_run_dir, run_scenario
     from mmsim.runtime.executors import make_executor
-    from mmsim.scenario import LoadedScenario, load_any_scenario
+    from mmsim.scenario import load_scenario
 
     mlog.configure(log_level)
     try:
         _plugins(plugin)
         ex = make_executor(executor, address=ray_address, workers=ray_workers,
                            plugins=plugin or ())
-        loaded_any = load_any_scenario(scenario, overrides=set_, limit=limit)
-        from mmsim.protocols.dynamic.scenario import LoadedDynamic as _Dyn
-        from mmsim.protocols.video.scenario import LoadedVideo as _Video
-
-        if isinstance(loaded_any, _Dyn | _Video):  # kind: dynamic / video
-            if ex.name != "local":
-                raise UserError(f"{loaded_any.scenario.kind} scenarios run with the local "
-                                "executor", field="executor")
-            if isinstance(loaded_any, _Dyn):
-                _run_dynamic(loaded_any, out_dir, progress)
-            else:
-                _run_video(loaded_any, out_dir, progress)
-            return
-        if not isinstance(loaded_any, LoadedScenario):  # kind: classification
-            if ex.name != "local":
-                raise UserError("classification scenarios run with the local executor",
-                                field="executor")
-            _run_classification(loaded_any, out_dir, progress)
-            return
-        loaded = loaded_any
-        run_dir = out_dir or default_run_dir(loaded.scenario)
-        if any(p.channel == "terminal" for p in loaded.scenario.providers):
+        loaded = load_scenario(scenario, overrides=set_, limit=limit)
+        proto = PROTOCOLS.get(loaded.kind)
+        run_dir = out_dir or default_run_dir(loaded)
+        if any(getattr(a, "channel", None) == "terminal" for _, _, a, _ in
+               proto.agent_specs(loaded.scenario)):
             progress = False  # a person answers prompts on this terminal: no live bar
         result = _with_bar(progress, lambda prog: run_scenario(
             loaded, run_dir, progress=prog, handle_signals=True, executor=ex))
@@ -139,9 +117,9 @@ def run(
                   f"{run_dir}; resume with: {_same_command()}", markup=False,
                   highlight=False, soft_wrap=True)
         raise typer.Exit(128 + result.interrupted)
-    scn = loaded.scenario
-    _finish(result, run_dir, lambda store: compute(store, resamples=scn.run.bootstrap,
-                                                   seed=scn.seed), print_table)
+    _finish(result, run_dir, proto.metrics, proto.print_table)
+    for note in result.notes:
+        err.print(note, highlight=False, soft_wrap=True, markup=False)
 
 
 R = TypeVar("R")
@@ -174,103 +152,27 @@ def _finish(result: Any, run_dir: Path, metrics_of: Callable[[RunStore], dict[st
     table(metrics, out)
 
 
-def _run_classification(loaded: LoadedClassification, out_dir: Path | None,
-                        progress: bool) -> None:
-    """``mmsim run`` for a ``kind: classification`` scenario (inside run's error handling)."""
-    from mmsim.protocols.classification import compute as cls_compute
-    from mmsim.protocols.classification import print_table as cls_table
-    from mmsim.protocols.classification import run_classification
-    from mmsim.protocols.classification.runner import default_run_dir
-
-    run_dir = out_dir or default_run_dir(loaded.scenario)
-    result = _with_bar(progress, lambda prog: run_classification(loaded, run_dir,
-                                                                 progress=prog))
-    _finish(result, run_dir, cls_compute, cls_table)
-
-
-def _run_dynamic(loaded: LoadedDynamic, out_dir: Path | None, progress: bool) -> None:
-    """``mmsim run`` for a ``kind: dynamic`` scenario (inside run's error handling)."""
-    from mmsim.protocols.dynamic import compute as dyn_compute
-    from mmsim.protocols.dynamic import print_table as dyn_table
-    from mmsim.protocols.dynamic import run_dynamic
-    from mmsim.protocols.dynamic.runner import default_run_dir
-
-    run_dir = out_dir or default_run_dir(loaded.scenario)
-    result = _with_bar(progress, lambda prog: run_dynamic(loaded, run_dir, progress=prog))
-    _finish(result, run_dir, dyn_compute, dyn_table)
-
-
-def _run_video(loaded: LoadedVideo, out_dir: Path | None, progress: bool) -> None:
-    """``mmsim run`` for a ``kind: video`` scenario (inside run's error handling)."""
-    from mmsim.protocols.video import compute as video_compute
-    from mmsim.protocols.video import print_table as video_table
-    from mmsim.protocols.video import run_video
-    from mmsim.protocols.video.runner import default_run_dir
-
-    run_dir = out_dir or default_run_dir(loaded.scenario)
-    result = _with_bar(progress, lambda prog: run_video(loaded, run_dir, progress=prog))
-    _finish(result, run_dir, video_compute, video_table)
-    ro = loaded.scenario.rollouts
-    if ro is not None:
-        for fmt in ro.export:
-            err.print(f"rollouts: {run_dir / f'rollouts.{fmt}'}", highlight=False,
-                      soft_wrap=True)
-
-
-def _check_agents(loaded: Any) -> None:
-    """Every agent's params as its backend takes them (nothing is built or started)."""
-    from mmsim.protocols.classification.scenario import LoadedClassification
-    from mmsim.protocols.dynamic.scenario import LoadedDynamic
-    from mmsim.protocols.video.scenario import LoadedVideo
-    from mmsim.runtime.runner import check_backends
-
-    if isinstance(loaded, LoadedVideo):
-        from mmsim.protocols.video.runner import check_agents as check_video
-        check_video(loaded)
-    elif isinstance(loaded, LoadedDynamic):
-        from mmsim.protocols.dynamic.runner import check_agents as check_dynamic
-        check_dynamic(loaded)
-    elif isinstance(loaded, LoadedClassification):
-        from mmsim.protocols.classification.runner import check_agents as check_cls
-        check_cls(loaded)
-    else:
-        check_backends(loaded)
-
-
 @app.command()
 def validate(scenario: Path, set_: SetOpt = None, plugin: PluginOpt = None) -> None:
     """Check a scenario file without running it."""
-    from mmsim.scenario import LoadedScenario, load_any_scenario
+    from mmsim.runtime import PROTOCOLS
+    from mmsim.runtime.agents import check_agents
+    from mmsim.scenario import load_scenario
 
     try:
         _plugins(plugin)
-        loaded = load_any_scenario(scenario, overrides=set_)
-        _check_agents(loaded)
+        loaded = load_scenario(scenario, overrides=set_)
+        proto = PROTOCOLS.get(loaded.kind)
+        check_agents(proto, loaded)
     except UserError as exc:
         raise _fail(exc) from None
-    from mmsim.protocols.dynamic.scenario import LoadedDynamic as _Dyn
-    from mmsim.protocols.video.scenario import LoadedVideo as _Video
+    out.print(f"{scenario}: ok — {proto.summary(loaded)}", highlight=False, soft_wrap=True)
 
-    if isinstance(loaded, _Video):  # kind: video
-        v = loaded.scenario
-        ro = v.rollouts
-        out.print(f"{scenario}: ok — video: {len(v.models)} models on dataset "
-                  f"{v.dataset.name!r}, frames {v.frames.send}"
-                  + (f", rollouts G={ro.samples} at T={ro.temperature}" if ro else ""))
-        return
-    if isinstance(loaded, _Dyn):  # kind: dynamic
-        d = loaded.scenario
-        out.print(f"{scenario}: ok — dynamic: {len(d.models)} models x {len(d.tasks)} task "
-                  f"families, {len(d.judges)} judges on dataset {d.dataset.name!r}")
-        return
-    if not isinstance(loaded, LoadedScenario):  # kind: classification
-        c = loaded.scenario
-        out.print(f"{scenario}: ok — classification: {len(c.models)} models x "
-                  f"{len(c.encoders)} encoders on dataset {c.dataset.name!r}")
-        return
-    s = loaded.scenario
-    out.print(f"{scenario}: ok — {len(s.receivers)} receivers x {len(s.providers)} providers "
-              f"x {len(s.policies)} policies on dataset {s.dataset.name!r}")
+
+def _run_kind(store: RunStore) -> str:
+    run = store.run()
+    kind = ((run or {}).get("manifest") or {}).get("kind")
+    return str(kind or "interfeedback")
 
 
 @app.command()
@@ -287,8 +189,8 @@ def report(
 ) -> None:
     """Report a run's metrics: a table, one JSON object (docs/metrics.md), or a
     self-contained HTML page with plots and a transcript viewer (docs/reports.md)."""
-    from mmsim.report import print_table
-    from mmsim.report.html import run_metrics, write_html
+    from mmsim.report.html import write_html
+    from mmsim.runtime import PROTOCOLS
     from mmsim.store import RunStore
 
     if format not in ("table", "json", "html"):
@@ -296,8 +198,6 @@ def report(
     try:
         _plugins(plugin)
         if format == "html":
-            import mmsim.protocols.classification.html  # noqa: F401  (registers its section)
-
             dest = output or Path("report.html")
             info = write_html(list(run_dirs), dest, max_episodes=max_episodes)
             err.print(f"wrote {dest} ({info.bytes / 1e6:.1f} MB): {info.runs} run(s), "
@@ -307,50 +207,25 @@ def report(
         if format == "json" and len(run_dirs) > 1:
             raise UserError("--format json takes one RUN_DIR (use --format html for several)",
                             where="RUN_DIR")
-        all_metrics = []
+        results = []
         for run_dir in run_dirs:
             store = RunStore.open(run_dir, create=False)
             try:
-                metrics = run_metrics(store)
-                if metrics.get("kind") == "classification":
-                    from mmsim.protocols.classification import compute as cls_compute
-
-                    metrics = cls_compute(store)
-                elif metrics.get("kind") == "dynamic":
-                    from mmsim.protocols.dynamic import compute as dyn_compute
-
-                    metrics = dyn_compute(store)
-                elif metrics.get("kind") == "video":
-                    from mmsim.protocols.video import compute as video_compute
-
-                    metrics = video_compute(store)
-                all_metrics.append(metrics)
+                proto = PROTOCOLS.get(_run_kind(store))
+                results.append((proto, proto.metrics(store)))
             finally:
                 store.close()
     except UserError as exc:
         raise _fail(exc) from None
     if format == "json":
-        text = json.dumps(all_metrics[0], indent=2, sort_keys=False) + "\n"
+        text = json.dumps(results[0][1], indent=2, sort_keys=False) + "\n"
         if output is not None:
             output.write_text(text, encoding="utf-8")
         else:
             sys.stdout.write(text)
     else:
-        for metrics in all_metrics:
-            if metrics.get("kind") == "classification":
-                from mmsim.protocols.classification import print_table as cls_table
-
-                cls_table(metrics, out)
-            elif metrics.get("kind") == "dynamic":
-                from mmsim.protocols.dynamic import print_table as dyn_table
-
-                dyn_table(metrics, out)
-            elif metrics.get("kind") == "video":
-                from mmsim.protocols.video import print_table as video_table
-
-                video_table(metrics, out)
-            else:
-                print_table(metrics, out)
+        for proto, metrics in results:
+            proto.print_table(metrics, out)
 
 
 @app.command()
@@ -438,24 +313,24 @@ def export(
 
 @app.command("list")
 def list_(plugin: PluginOpt = None) -> None:
-    """List backends, feedback policies, datasets and tasks."""
+    """List protocols, backends, feedback policies, datasets and tasks."""
     from mmsim.backends import BACKENDS
     from mmsim.data import DATASETS
     from mmsim.policies import POLICIES
+    from mmsim.registry import Registry
+    from mmsim.runtime import PROTOCOLS
     from mmsim.tasks import TASKS
 
     try:
         _plugins(plugin)
+        PROTOCOLS.names()  # every protocol registers itself (and its registries)
     except UserError as exc:
         raise _fail(exc) from None
-    from mmsim.protocols.classification import CLS_DATASETS, ENCODERS
-    from mmsim.protocols.dynamic import DYN_DATASETS, TASK_FAMILIES
-
-    for title, reg in (("backends", BACKENDS), ("policies", POLICIES), ("datasets", DATASETS),
-                       ("tasks", TASKS), ("classification datasets", CLS_DATASETS),
-                       ("encoders", ENCODERS), ("dynamic-evaluation task families",
-                                                TASK_FAMILIES),
-                       ("dynamic-evaluation datasets", DYN_DATASETS)):
+    regs: list[tuple[str, Registry[Any]]] = [
+        ("protocols (kind:)", PROTOCOLS), ("backends", BACKENDS), ("policies", POLICIES),
+        ("datasets", DATASETS), ("tasks", TASKS)]
+    regs += [r for name in PROTOCOLS.names() for r in PROTOCOLS.get(name).registries]
+    for title, reg in regs:
         t = Table(title=title, title_justify="left", show_header=False)
         t.add_column("name", style="bold")
         t.add_column("description")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
@@ -23,12 +24,24 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
 
 class Registry(Generic[T]):
-    """Name -> object. ``kind`` names what is registered, for error messages."""
+    """Name -> object. ``kind`` names what is registered, for error messages.
 
-    def __init__(self, kind: str):
+    ``builtins``: modules (dotted names) that register mmsim's own entries, imported the
+    first time the registry is read, so that they register themselves without the code
+    that reads the registry importing them (the protocol packages, for instance)."""
+
+    def __init__(self, kind: str, *, builtins: tuple[str, ...] = ()):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._docs: dict[str, str] = {}
+        self._builtins = builtins
+
+    def _load(self) -> None:
+        load_entry_points()
+        if self._builtins:
+            todo, self._builtins = self._builtins, ()
+            for module in todo:
+                importlib.import_module(module)
 
     def register(self, name: str, obj: T, *, doc: str = "", replace: bool = False) -> T:
         if name in self._items and not replace and self._items[name] is not obj:
@@ -44,7 +57,7 @@ class Registry(Generic[T]):
         return deco
 
     def get(self, name: str) -> T:
-        load_entry_points()
+        self._load()
         try:
             return self._items[name]
         except KeyError:
@@ -55,11 +68,11 @@ class Registry(Generic[T]):
             ) from None
 
     def __contains__(self, name: object) -> bool:
-        load_entry_points()
+        self._load()
         return name in self._items
 
     def names(self) -> list[str]:
-        load_entry_points()
+        self._load()
         return sorted(self._items)
 
     def describe(self) -> Iterator[tuple[str, str]]:

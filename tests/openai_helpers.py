@@ -12,8 +12,7 @@ from mmsim.backends.base import Backend, GenerateRequest
 from mmsim.errors import InfrastructureError
 from mmsim.messages import ChatTurn, Text
 from mmsim.metrics import compute
-from mmsim.runtime import run_scenario
-from mmsim.runtime.runner import RunResult
+from mmsim.runtime import RunResult, run_scenario
 from mmsim.scenario import load_scenario
 from mmsim.store import RunStore
 

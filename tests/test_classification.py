@@ -25,7 +25,6 @@ from mmsim.protocols.classification import (
     read_class_list,
     read_real_json,
     read_relabel_csv,
-    run_classification,
 )
 from mmsim.protocols.classification.data import (
     CLS_DATASETS,
@@ -40,8 +39,8 @@ from mmsim.protocols.classification.env import (
     read_class_answer,
     read_numbered_list,
 )
-from mmsim.protocols.classification.scenario import LoadedClassification
-from mmsim.scenario import LoadedScenario, load_any_scenario, load_scenario
+from mmsim.runtime import run_scenario
+from mmsim.scenario import load_any_scenario, load_scenario
 from mmsim.store import EpisodeRecord, RunStore
 
 SMALL = """
@@ -68,8 +67,8 @@ def _scenario(tmp_path: Path, text: str = SMALL, name: str = "cls.yaml") -> Path
 
 def _run(path: Path, run_dir: Path, **kw: Any) -> dict[str, Any]:
     loaded = load_any_scenario(path, **kw)
-    assert isinstance(loaded, LoadedClassification)
-    anyio.run(lambda: run_classification(loaded, run_dir))
+    assert loaded.kind == "classification"
+    anyio.run(lambda: run_scenario(loaded, run_dir))
     store = RunStore.open(run_dir, create=False)
     try:
         return compute(store)
@@ -357,8 +356,8 @@ def test_resume_after_partial_run_gives_identical_metrics(tmp_path: Path) -> Non
         db.executemany("DELETE FROM messages WHERE episode_id=?", [(e,) for e in lost])
     db.close()
     loaded = load_any_scenario(scn)
-    assert isinstance(loaded, LoadedClassification)
-    result = anyio.run(lambda: run_classification(loaded, part))
+    assert loaded.kind == "classification"
+    result = anyio.run(lambda: run_scenario(loaded, part))
     assert result.resumed and result.played == len(lost) and result.skipped > 0
     store = RunStore.open(part, create=False)
     try:
@@ -398,8 +397,6 @@ def test_scenario_errors(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match=r"kind.yaml:2: kind: unknown scenario kind "
                                             r"'clasification' \(did you mean 'classification'"):
         load_any_scenario(p)
-    with pytest.raises(ScenarioError, match="load_any_scenario"):
-        load_scenario(_scenario(tmp_path))
     p = _scenario(tmp_path, SMALL.replace("{k: 4}", "{k: 4, encoder: minilm}"), "enc.yaml")
     with pytest.raises(ScenarioError, match=r"enc.yaml:11: protocols.multiple_choice.encoder: "
                                             "encoder 'minilm' is not one of"):
@@ -411,7 +408,7 @@ def test_scenario_errors(tmp_path: Path) -> None:
 
 
 def test_interfeedback_scenarios_still_load(tmp_path: Path, small_scenario: Path) -> None:
-    assert isinstance(load_any_scenario(small_scenario), LoadedScenario)
+    assert load_any_scenario(small_scenario).kind == "interfeedback"
     text = small_scenario.read_text()
     p = tmp_path / "kind.yaml"
     p.write_text("kind: interfeedback\n" + text)

@@ -225,7 +225,7 @@ def test_non_inline_actor_workers_start_on_demand_and_stay_bounded() -> None:
 
 @pytest.mark.parametrize("latency", [0.0, 0.01])
 def test_run_pool_bounds_in_flight_and_grows_when_jobs_wait(latency: float) -> None:
-    from mmsim.runtime.runner import run_pool
+    from mmsim.runtime.pool import run_pool
 
     state = {"now": 0, "peak": 0, "done": 0}
 

@@ -31,14 +31,13 @@ from mmsim.protocols.dynamic import (
     ece,
     fit_isotonic,
     fit_logistic,
-    run_dynamic,
     task_family,
 )
 from mmsim.protocols.dynamic.calibration import agreement, cross_fitted
 from mmsim.protocols.dynamic.data import DYN_DATASETS
 from mmsim.protocols.dynamic.perturb import content_tokens, corrupt, overlap_f1, paraphrase
 from mmsim.protocols.dynamic.report import text_radar
-from mmsim.protocols.dynamic.scenario import LoadedDynamic
+from mmsim.runtime import run_scenario
 from mmsim.scenario import load_any_scenario
 from mmsim.store import RunStore
 
@@ -236,8 +235,8 @@ def _scenario(tmp: Path, *extra: str, size: int = 80) -> Path:
 
 def _run(scn: Path, out: Path) -> dict[str, Any]:
     loaded = load_any_scenario(scn)
-    assert isinstance(loaded, LoadedDynamic)
-    anyio.run(lambda: run_dynamic(loaded, out))
+    assert loaded.kind == "dynamic"
+    anyio.run(lambda: run_scenario(loaded, out))
     store = RunStore.open(out, create=False)
     try:
         return compute(store)

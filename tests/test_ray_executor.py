@@ -16,8 +16,9 @@ import anyio
 import pytest
 
 from mmsim.metrics import compute
+from mmsim.runtime import Kernel as Runner
+from mmsim.runtime import Progress
 from mmsim.runtime.executors import LocalExecutor, RayExecutor, make_executor
-from mmsim.runtime.runner import Progress, Runner
 from mmsim.scenario import load_scenario
 from mmsim.store import RunStore
 

@@ -160,8 +160,8 @@ def test_html_shows_manifest(report: Path, runs: tuple[Path, Path]) -> None:
 
 
 def test_report_json_manifest_fields(runs: tuple[Path, Path]) -> None:
-    from mmsim.env.interfeedback import INSTRUCTIONS, REASK
     from mmsim.policies.builtin import DETAILED_PROMPT
+    from mmsim.protocols.interfeedback.env import INSTRUCTIONS, REASK
 
     r = CliRunner().invoke(app, ["report", str(runs[0]), "--format", "json"])
     assert r.exit_code == 0, r.output

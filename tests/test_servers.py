@@ -21,7 +21,8 @@ from conftest import ROOT
 
 from mmsim.errors import ScenarioError
 from mmsim.runtime.servers import ServerError, ServerGroup, resolve_params
-from mmsim.scenario import ServerSpec, load_scenario
+from mmsim.scenario import load_scenario
+from mmsim.spec import ServerSpec
 
 FAKE_SERVER = textwrap.dedent('''
     import http.server, json, os, subprocess, sys, time

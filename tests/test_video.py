@@ -24,14 +24,13 @@ from mmsim.protocols.video import (
     advantages,
     compute,
     format_reward,
-    load_video_scenario,
     pass_at_k,
-    run_video,
 )
 from mmsim.protocols.video.data import load_seed_bench_r1
 from mmsim.protocols.video.export import export_rollouts
-from mmsim.protocols.video.runner import VideoRunner
 from mmsim.protocols.video.scenario import PROMPT
+from mmsim.runtime import Kernel, run_scenario
+from mmsim.scenario import load_scenario
 from mmsim.store import RunStore
 from mmsim.testing import EchoServer
 
@@ -220,10 +219,10 @@ def test_run_on_the_published_layout_prompt_frames_rollouts_and_resume(tmp_path:
     root = make_seed_bench(tmp_path / "sbr1")
     scn = _scenario(tmp_path, SBR1_SCENARIO.format(root=root))
     out = tmp_path / "run"
-    runner = VideoRunner(load_video_scenario(scn), out)
+    runner = Kernel(load_scenario(scn), out)
     res = anyio.run(runner.run)
     clips = 2 * 3 + 3  # two clips per level (row 1 has none) and three training clips
-    assert runner.decodes == clips
+    assert runner.protocol_run.decodes == clips
     assert res.played == 2 * 9 + 2 * 3 * 4 and res.failed == 0
     store = RunStore.open(out, create=False)
     try:
@@ -262,9 +261,9 @@ def test_run_on_the_published_layout_prompt_frames_rollouts_and_resume(tmp_path:
     assert table.num_rows == len(rows) and {"advantage", "group_id", "prompt"} <= set(
         table.column_names)
     # a rerun plays nothing and decodes nothing: frames come from the cache
-    runner2 = VideoRunner(load_video_scenario(scn), out)
+    runner2 = Kernel(load_scenario(scn), out)
     res2 = anyio.run(runner2.run)
-    assert res2.played == 0 and res2.skipped == res.played and runner2.decodes == 0
+    assert res2.played == 0 and res2.skipped == res.played and runner2.protocol_run.decodes == 0
 
 
 def test_levels_concurrency_independent_and_sim_gap(tmp_path: Path) -> None:
@@ -307,7 +306,7 @@ models:
 rollouts: null
 run: {{concurrency: 4, bootstrap: 0}}
 """)
-        res = anyio.run(lambda: run_video(load_video_scenario(scn), tmp_path / "run"))
+        res = anyio.run(lambda: run_scenario(load_scenario(scn), tmp_path / "run"))
         assert res.played == 6 and res.failed == 0 and srv.hits == 6
         bodies = [json.loads(b) for b in srv.bodies]
     with_video = [b for b in bodies if len(b["messages"][0]["content"]) == 8]
@@ -376,9 +375,9 @@ models:
 rollouts: null
 run: {{concurrency: 4, bootstrap: 0}}
 """)
-        runner = VideoRunner(load_video_scenario(scn), tmp_path / "run")
+        runner = Kernel(load_scenario(scn), tmp_path / "run")
         res = anyio.run(runner.run)
-        assert res.played == 2 and runner.decodes == 0  # nothing decoded: the clip is sent
+        assert res.played == 2 and runner.protocol_run.decodes == 0  # none decoded
         bodies = [json.loads(b) for b in srv.bodies]
     kinds = sorted(tuple(c["type"] for c in b["messages"][0]["content"]) for b in bodies)
     assert kinds == [("image_url", "text"), ("video_url", "image_url", "text")]
@@ -390,14 +389,14 @@ def test_default_scenario_runs_without_pyav(tmp_path: Path, monkeypatch: pytest.
     import sys
 
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
-    loaded = load_video_scenario(SCENARIO, limit=4, overrides=["rollouts.samples=2",
+    loaded = load_scenario(SCENARIO, limit=4, overrides=["rollouts.samples=2",
                                                               "rollouts.k=[1,2]"])
-    runner = VideoRunner(loaded, tmp_path / "run")
+    runner = Kernel(loaded, tmp_path / "run")
     res = anyio.run(runner.run)
     assert res.failed == 0 and res.played == 2 * 3 * 4 + 2 * 4 * 2
     clips = list((tmp_path / "run" / "assets").glob("synthetic-video-*/videos/*/*"))
     assert clips and all(p.suffix == ".gif" for p in clips)
-    assert runner.decodes == len(clips)
+    assert runner.protocol_run.decodes == len(clips)
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\x01garbage, not a video" * 10])

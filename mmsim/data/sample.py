@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,3 +44,16 @@ class Sample(BaseModel):
         if fmt.kind == "choice" and self.answer in fmt.letters and fmt.options:
             return f"{self.answer} ({fmt.options[fmt.letters.index(self.answer)]})"
         return self.answer
+
+
+def dataset_fingerprint(samples: Iterable[Sample]) -> str:
+    """What identifies a data set's content: ids, answers, questions and image hashes, in
+    order (the same items read from any format give the same fingerprint)."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(s.id.encode())
+        h.update(s.answer.encode())
+        h.update(s.question.encode())
+        for im in s.images:
+            h.update(im.sha256.encode())
+    return h.hexdigest()

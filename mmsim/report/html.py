@@ -16,32 +16,30 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import mmsim
-from mmsim.metrics import compute
+from mmsim._version import __version__
 from mmsim.metrics.outcomes import classify
 from mmsim.report import interfeedback as _interfeedback  # noqa: F401  (registers sections)
 from mmsim.report.sections import RunContext, discover_sections, pct, render_sections, slug, table
 from mmsim.report.svg import Bar, BarGroup, bar_chart
 from mmsim.report.transcripts import ImageBank, episode_view, outcome_counts, stratified_sample
+from mmsim.runtime.protocol import protocol_of
 from mmsim.store import RunStore
 
 DEFAULT_MAX_EPISODES = 500
 
 
 def run_metrics(store: RunStore) -> dict[str, Any]:
-    """A run's InterFeedback metrics with the bootstrap settings of its own scenario (as
-    ``mmsim run``). A run of another protocol (``manifest.kind``) gets only its identity and
-    manifest: its own sections compute its figures (:mod:`mmsim.report.sections`)."""
+    """A run's figures for the page: its protocol's own metrics where they feed the generic
+    sections (InterFeedback), else its identity and manifest (its protocol's sections
+    compute their figures; :mod:`mmsim.report.sections`)."""
     run = store.run()
-    scenario = run["scenario"] if run else {}
     manifest = run["manifest"] if run else {}
-    kind = manifest.get("kind", "interfeedback")
-    if run is not None and kind != "interfeedback":
-        return {"schema": None, "kind": kind, "run_id": run["run_id"], "name": run["name"],
-                "status": run["status"], "simulated": bool(manifest.get("simulated")),
-                "manifest": manifest}
-    return compute(store, resamples=int(scenario.get("run", {}).get("bootstrap", 1000)),
-                   seed=int(scenario.get("seed", 0)))
+    proto = protocol_of(manifest.get("kind"))
+    if run is not None and not proto.generic_sections:
+        return {"schema": None, "kind": proto.name, "run_id": run["run_id"],
+                "name": run["name"], "status": run["status"],
+                "simulated": bool(manifest.get("simulated")), "manifest": manifest}
+    return proto.metrics(store)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +200,7 @@ def build_html(run_dirs: list[Path], *, max_episodes: int = DEFAULT_MAX_EPISODES
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{escape(page_title)}</title><style>{_asset('report.css')}</style></head>"
         f'<body><header id="top"><h1>{escape(page_title)}</h1>'
-        f'<p class="meta">generated {escape(generated)} by mmsim {escape(mmsim.__version__)}'
+        f'<p class="meta">generated {escape(generated)} by mmsim {escape(__version__)}'
         f" from {len(ctxs)} run(s)</p>"
         f'<nav>{" · ".join(nav)}</nav></header><main>{"".join(body)}</main>'
         '<pre id="js-errors" class="js-errors"></pre>'

@@ -23,10 +23,7 @@ too. ``ctx.metrics`` holds the InterFeedback metrics, or for a run of another pr
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import pkgutil
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -136,20 +133,12 @@ def section(name: str, *, title: str, order: int = 100,
 
 
 def discover_sections() -> None:
-    """Import every protocol package's ``sections`` module
-    (``mmsim/protocols/<name>/sections.py``), so protocols register their report sections
-    without the report importing them by name. Plugins register through ``--plugin`` files
-    or the ``mmsim.plugins`` entry points (loaded by the registry)."""
-    try:
-        import mmsim.protocols as protocols
-    except ImportError:
-        return
-    for mod in pkgutil.iter_modules(protocols.__path__):
-        if not mod.ispkg:
-            continue
-        name = f"mmsim.protocols.{mod.name}.sections"
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name)
+    """Load every protocol (the registry imports mmsim's own packages; plugins come through
+    ``--plugin`` files or the ``mmsim.plugins`` entry points), so each has registered its
+    report sections, without the report importing any protocol by name."""
+    from mmsim.runtime.protocol import PROTOCOLS
+
+    PROTOCOLS.names()
 
 
 def slug(text: str) -> str:

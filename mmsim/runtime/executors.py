@@ -1,23 +1,24 @@
 """Executors: where a run's episodes are played.
 
-The runner decides *what* to play, phase by phase (screening, then the feedback episodes
-built from the screening results); an executor decides *where*:
+The kernel decides *what* to play, phase by phase (a protocol's phases, each planned once
+the previous one has played); an executor decides *where*:
 
 * :class:`LocalExecutor` (the default) plays a phase's jobs in this process, at most
   ``run.concurrency`` episodes in flight.
 * :class:`RayExecutor` (``mmsim run --executor ray``, extra ``mmsim[ray]``) shards a
   phase's jobs into batches and sends each batch to a Ray actor (:class:`EpisodeWorker`)
-  that runs mmsim's async runtime on it. A job is a tuple of names (agent, sample id,
-  provider, policy), never a sample: each worker loads the data set once from the
-  scenario (images are referenced by path and sha256). A worker returns its episodes as
-  encoded rows (:meth:`RunStore.encode`), which the driver writes through its sink, so
-  the run directory is the same whichever executor played it, and resume works across
+  that runs mmsim's async runtime on it. A job is a small picklable value (names, a
+  response), never a sample: each worker loads the data set once from the scenario (images
+  are referenced by path and sha256) and makes the protocol's run object there. A worker
+  returns its episodes as encoded rows (:meth:`RunStore.encode`), which the driver writes
+  through its sink, and the outputs the phase keeps (:meth:`ProtocolRun.collect`), so the
+  run directory is the same whichever executor played it, and resume works across
   executors. A batch whose actor died is played again on a fresh actor; rows are only
   written once a batch has come back whole, so nothing is lost or written twice.
 
-Both executors play an episode with the same code (:func:`play_jobs`, the runner's
-episode methods), seeds and episode keys, so a run's metrics do not depend on the
-executor.
+Both executors play an episode with the same code (the protocol's :meth:`ProtocolRun.play`,
+through :func:`play_jobs`), seeds and episode keys, so a run's metrics do not depend on
+the executor. Executors know no protocol.
 """
 
 from __future__ import annotations
@@ -26,65 +27,22 @@ import contextlib
 import itertools
 import math
 import os
-from collections.abc import (
-    AsyncIterator,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    MutableMapping,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 import anyio
 import structlog
 
 from mmsim.errors import MmsimError, UserError
+from mmsim.runtime.pool import Jobs, gc_tuned, run_pool
+from mmsim.runtime.progress import Tally
+from mmsim.runtime.protocol import Actors, ProtocolRun
+from mmsim.spec import LoadedScenario
 from mmsim.store.sqlite import EncodedEpisode, EpisodeRecord, RunStore
 
-if TYPE_CHECKING:
-    from mmsim.actors import FeedbackProviderActor, ModelActor
-    from mmsim.data import Sample
-    from mmsim.env import PolicyPlan
-    from mmsim.messages import Response
-    from mmsim.runtime.runner import Runner
-    from mmsim.scenario import LoadedScenario
-
 log = structlog.get_logger("mmsim.run")
-
-#: A screening job: (agent, sample id).
-ScreenJob = tuple[str, str]
-#: A feedback job: (receiver, provider, policy, sample id).
-FeedbackJob = tuple[str, str, str, str]
-Job = ScreenJob | FeedbackJob
-SCREENING, FEEDBACK = "screening", "feedback"
-J = TypeVar("J")
-
-
-class Jobs(Generic[J]):
-    """A phase's jobs, made on demand: ``len`` is known up front (the progress bar's total,
-    the batch size of a remote executor), but the jobs themselves are produced as they are
-    taken, so a run of 100,000 episodes never holds a list of them.
-
-    Args:
-        make: returns a fresh iterator over the jobs, the same ones each time it is called
-            (it is called once to count them, once to play them).
-    """
-
-    __slots__ = ("_len", "_make")
-
-    def __init__(self, make: Callable[[], Iterator[J]]):
-        self._make = make
-        self._len = sum(1 for _ in make())
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __iter__(self) -> Iterator[J]:
-        return self._make()
 
 
 class RecordSink(Protocol):
@@ -93,48 +51,52 @@ class RecordSink(Protocol):
 
 @dataclass(slots=True)
 class Phase:
-    """What a phase's episodes are played with, in the process that plays them."""
+    """A phase as it is played in one process: the protocol's run object, the actors, and
+    where records, counts and progress go."""
 
-    name: str  # SCREENING or FEEDBACK
-    samples: Mapping[str, Sample]
-    plans: Mapping[str, PolicyPlan]
-    models: Mapping[str, ModelActor]
-    providers: Mapping[str, FeedbackProviderActor]
-    screen: MutableMapping[tuple[str, str], Response]  # (agent, sample id) -> screening response
+    name: str
+    run: ProtocolRun[Any, Any]
+    actors: Actors
     sink: RecordSink
+    tally: Tally
     stop: anyio.Event | None = None
 
 
-async def play_jobs(runner: Runner, phase: Phase, jobs: Iterable[Any], concurrency: int,
-                    advance: Callable[[int], None] | None = None) -> None:
-    """Play ``jobs`` of ``phase`` in this process, at most ``concurrency`` in flight."""
-    from mmsim.runtime.runner import run_pool
+async def play_jobs(phase: Phase, jobs: Iterable[Any], concurrency: int,
+                    outputs: list[tuple[Any, Any]] | None = None) -> None:
+    """Play ``jobs`` of ``phase`` in this process, at most ``concurrency`` in flight. Each
+    episode's output is collected by the run (or appended to ``outputs``, in a worker)."""
+    name, run, actors, sink, tally = phase.name, phase.run, phase.actors, phase.sink, \
+        phase.tally
+    progress = tally.progress
 
-    samples, sink, screen = phase.samples, phase.sink, phase.screen
-    if phase.name == SCREENING:
-        models = phase.models
-
-        async def play(job: ScreenJob) -> None:
-            agent, sid = job
-            rec, resp = await runner._screen_episode(models[agent], samples[sid])
-            if resp is not None:
-                screen[(agent, sid)] = resp
-            await sink.add(rec)
-            if advance is not None:
-                advance(1)
-    else:
-        models, providers, plans = phase.models, phase.providers, phase.plans
-
-        async def play(job: FeedbackJob) -> None:  # type: ignore[misc]
-            receiver, provider, policy, sid = job
-            rec = await runner._feedback_episode(models[receiver], providers[provider],
-                                                 plans[policy], samples[sid],
-                                                 screen[(receiver, sid)])
-            await sink.add(rec)
-            if advance is not None:
-                advance(1)
+    async def play(job: Any) -> None:
+        p = await run.play(name, job, actors)
+        if p.output is not None:
+            if outputs is None:
+                run.collect(name, job, p.output)
+            else:
+                outputs.append((job, p.output))
+        tally.turns += p.turns
+        if p.record.status == "failed":
+            tally.failed += 1
+        else:
+            tally.played += 1
+        await sink.add(p.record)
+        progress.advance(1)
 
     await run_pool(jobs, concurrency, play, phase.stop)
+
+
+@dataclass(slots=True)
+class RemoteSetup:
+    """What remote workers need to play a run: the scenario, the run directory (for the
+    data's assets) and every agent's params (``server:`` references resolved by the
+    driver, so workers reach the servers the driver started)."""
+
+    loaded: LoadedScenario
+    run_dir: Path
+    params: dict[str, dict[str, Any]]
 
 
 class Executor:
@@ -143,15 +105,16 @@ class Executor:
     name = "local"
 
     @contextlib.asynccontextmanager
-    async def session(self, runner: Runner) -> AsyncIterator[None]:
-        """Held while the run plays (a remote executor starts its workers here)."""
+    async def session(self, setup: RemoteSetup, local_only: str | None
+                      ) -> AsyncIterator[None]:
+        """Held while the run plays (a remote executor starts its workers here; it refuses
+        a run that says it is ``local_only``, with the reason)."""
         yield
 
-    async def play(self, runner: Runner, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
-                   sink: Any) -> None:
+    async def play(self, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
+                   concurrency: int) -> None:
         """Play one phase's ``jobs`` (taken in order, each once); finished episodes go to
-        ``sink``, screening responses to ``phase.screen``; the runner's counters and
-        progress advance."""
+        the phase's sink, outputs to its run, counts and progress to its tally."""
         raise NotImplementedError
 
 
@@ -160,10 +123,9 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    async def play(self, runner: Runner, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
-                   sink: Any) -> None:
-        await play_jobs(runner, phase, jobs, runner.scn.run.concurrency,
-                        runner.progress.advance)
+    async def play(self, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
+                   concurrency: int) -> None:
+        await play_jobs(phase, jobs, concurrency)
 
 
 # ------------------------------------------------------------------------------- Ray
@@ -174,7 +136,7 @@ class BatchResult:
     """What a worker sends back for one batch."""
 
     encoded: list[EncodedEpisode]
-    screen: list[tuple[str, str, Response]] = field(default_factory=list)
+    outputs: list[tuple[Any, Any]] = field(default_factory=list)
     turns: int = 0
     played: int = 0
     failed: int = 0
@@ -193,43 +155,44 @@ class _Collector:
 class EpisodeWorker:
     """The Ray actor's class: plays batches of jobs with mmsim's async runtime.
 
-    It loads the plugins, the data set and the policy plans once, and builds fresh backends
-    and actors per batch (so a backend's connections never outlive a batch's event loop).
+    It loads the plugins, the data set and the protocol's run object once, and builds fresh
+    backends and actors per batch (so a backend's connections never outlive a batch's
+    event loop).
     """
 
-    def __init__(self, loaded: LoadedScenario, run_dir: str, plugins: Sequence[str] = ()):
+    def __init__(self, setup: RemoteSetup, plugins: Sequence[str] = ()):
         from mmsim.registry import load_entry_points, load_plugin_file
-        from mmsim.runtime.runner import Runner, build_plans, load_samples
+        from mmsim.runtime.loading import load_data
+        from mmsim.runtime.protocol import PROTOCOLS, RunSetup
 
         load_entry_points()
         for p in plugins:
             load_plugin_file(p)
-        self.loaded = loaded
-        self.runner = Runner(loaded, Path(run_dir), store_enabled=False)
-        self.samples = {s.id: s for s in load_samples(loaded, Path(run_dir) / "assets")}
-        self.plans = {p.name: p for p in build_plans(loaded.scenario)}
+        self.setup = setup
+        loaded = setup.loaded
+        self.proto = PROTOCOLS.get(loaded.kind)
+        data = load_data(self.proto, loaded, setup.run_dir / "assets")
+        self.run = self.proto.run(RunSetup(loaded, loaded.run_id(), setup.run_dir, data,
+                                           driver=False))
 
     def pid(self) -> int:
         return os.getpid()
 
-    async def play(self, phase: str, jobs: list[Any], firsts: dict[tuple[str, str], Response],
-                   concurrency: int) -> BatchResult:
+    async def play(self, phase: str, jobs: list[Any], concurrency: int) -> BatchResult:
         from mmsim.actors import ActorSystem
-        from mmsim.runtime.runner import build_backends, gc_tuned
+        from mmsim.runtime.agents import build_backends, spawn_actors
 
-        r = self.runner
-        turns, played, failed = r.turns, r.played, r.failed
         sink = _Collector()
-        screen = dict(firsts)
+        tally = Tally()
+        outputs: list[tuple[Any, Any]] = []
+        loaded = self.setup.loaded
         async with ActorSystem() as system:
-            models, providers = r._spawn_agents(system, build_backends(self.loaded.scenario))
-            ph = Phase(phase, self.samples, self.plans, models, providers, screen, sink)
+            backends = build_backends(self.proto, loaded, self.setup.params)
+            actors = spawn_actors(self.proto, loaded.scenario, system, backends)
             with gc_tuned():
-                await play_jobs(r, ph, jobs, concurrency)
-        new = ([(a, sid, resp) for (a, sid), resp in screen.items()]
-               if phase == SCREENING else [])
-        return BatchResult(sink.encoded, new, r.turns - turns, r.played - played,
-                           r.failed - failed)
+                await play_jobs(Phase(phase, self.run, actors, sink, tally), jobs,
+                                concurrency, outputs)
+        return BatchResult(sink.encoded, outputs, tally.turns, tally.played, tally.failed)
 
 
 def _ray() -> Any:
@@ -276,17 +239,11 @@ class RayExecutor(Executor):
         self._args: tuple[Any, ...] = ()
 
     @contextlib.asynccontextmanager
-    async def session(self, runner: Runner) -> AsyncIterator[None]:
+    async def session(self, setup: RemoteSetup, local_only: str | None
+                      ) -> AsyncIterator[None]:
         ray = _ray()
-        scn = runner.scn
-        if scn.servers:
-            raise UserError("the ray executor does not start scenario servers (servers:); "
-                            "point the agents at running endpoints or use --executor local",
-                            field="executor")
-        if any(p.kind == "human" for p in scn.providers):
-            raise UserError("human providers need the local executor", field="executor")
-        if scn.protocol.mode == "annotate":
-            raise UserError("annotate mode needs the local executor", field="executor")
+        if local_only is not None:
+            raise UserError(f"{local_only}: use --executor local", field="executor")
         if not ray.is_initialized():
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
@@ -294,7 +251,8 @@ class RayExecutor(Executor):
         n = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._cls = ray.remote(EpisodeWorker).options(num_cpus=self.num_cpus, max_restarts=0,
                                                       max_concurrency=1)
-        self._args = (runner.loaded, str(runner.run_dir.resolve()), self.plugins)
+        setup = RemoteSetup(setup.loaded, setup.run_dir.resolve(), setup.params)
+        self._args = (setup, self.plugins)
         self._handles = [self._cls.remote(*self._args) for _ in range(n)]
         self._gen = [0] * n
         try:
@@ -315,18 +273,17 @@ class RayExecutor(Executor):
         return max(1, min(max(4 * per_worker, 512),
                           math.ceil(n_jobs / (4 * len(self._handles)))))
 
-    async def play(self, runner: Runner, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
-                   sink: Any) -> None:
+    async def play(self, phase: Phase, jobs: Jobs[Any] | Sequence[Any],
+                   concurrency: int) -> None:
         ray = _ray()
         from ray.exceptions import RayActorError, RayTaskError
 
         if not len(jobs):
             return
-        concurrency = max(1, math.ceil(runner.scn.run.concurrency / len(self._handles)))
-        size = self._size(len(jobs), runner.scn.run.concurrency)
+        per_worker = max(1, math.ceil(concurrency / len(self._handles)))
+        size = self._size(len(jobs), concurrency)
         todo = iter(jobs)  # shared by the drivers: each batch is taken from it once
-        screen = phase.screen
-        stop = phase.stop
+        stop, tally, run = phase.stop, phase.tally, phase.run
 
         def replace(slot: int, gen: int) -> None:
             if self._gen[slot] != gen:  # another batch on this slot replaced it already
@@ -344,12 +301,9 @@ class RayExecutor(Executor):
                 batch = list(itertools.islice(todo, size))
                 if not batch:
                     return
-                firsts = ({(j[0], j[3]): screen[(j[0], j[3])] for j in batch}
-                          if phase.name == FEEDBACK else {})
                 while True:
                     gen = self._gen[slot]
-                    ref = self._handles[slot].play.remote(phase.name, batch, firsts,
-                                                          concurrency)
+                    ref = self._handles[slot].play.remote(phase.name, batch, per_worker)
                     try:
                         res: BatchResult = await ref
                         break
@@ -368,13 +322,13 @@ class RayExecutor(Executor):
                             ray.cancel(ref, force=False)
                         raise
                 for enc in res.encoded:
-                    await sink.add_encoded(enc)
-                for agent, sid, resp in res.screen:
-                    screen[(agent, sid)] = resp
-                runner.turns += res.turns
-                runner.played += res.played
-                runner.failed += res.failed
-                runner.progress.advance(len(res.encoded))
+                    await phase.sink.add_encoded(enc)  # type: ignore[attr-defined]
+                for job, output in res.outputs:
+                    run.collect(phase.name, job, output)
+                tally.turns += res.turns
+                tally.played += res.played
+                tally.failed += res.failed
+                tally.progress.advance(len(res.encoded))
 
         async with anyio.create_task_group() as tg:
             for slot in range(len(self._handles)):
@@ -400,5 +354,5 @@ def make_executor(name: str, *, address: str | None = None, workers: int | None 
                     field="executor")
 
 
-__all__ = ["EXECUTORS", "BatchResult", "EpisodeWorker", "Executor", "Jobs", "LocalExecutor",
-           "Phase", "RayExecutor", "make_executor", "play_jobs"]
+__all__ = ["EXECUTORS", "BatchResult", "EpisodeWorker", "Executor", "LocalExecutor", "Phase",
+           "RayExecutor", "RemoteSetup", "make_executor", "play_jobs"]

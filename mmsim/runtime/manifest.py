@@ -16,9 +16,10 @@ name.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import re
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 _SECRET_NAME = re.compile(
@@ -51,14 +52,16 @@ def redact(value: Any) -> Any:
 
 
 def redact_scenario(canonical: dict[str, Any]) -> dict[str, Any]:
-    """A scenario as stored with its run: every agent's ``params`` redacted (the rest of the
-    scenario is kept verbatim; scenario validation already refuses literal credentials)."""
+    """A scenario as stored with its run: the ``params`` of every listed agent (receivers,
+    providers, models, judges, whatever the protocol calls them) redacted; the rest of the
+    scenario is kept verbatim (scenario validation already refuses literal credentials)."""
     out = dict(canonical)
-    for role in ("receivers", "providers", "judges"):
-        agents = out.get(role)
-        if isinstance(agents, list):
-            out[role] = [{**a, "params": redact(a.get("params") or {})}
-                         if isinstance(a, dict) else a for a in agents]
+    def agent(a: Any) -> Any:
+        return {**a, "params": redact(a.get("params") or {})} \
+            if isinstance(a, dict) and "params" in a else a
+
+    for key, value in canonical.items():
+        out[key] = [agent(a) for a in value] if isinstance(value, list) else agent(value)
     return out
 
 
@@ -94,25 +97,15 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prompt_template_hashes(policy_names: list[str] | None = None) -> dict[str, str]:
-    """sha256 of every prompt template the InterFeedback protocol sends: the answer
-    instructions and re-ask line of the environment, the detailed-feedback prompt, and the
-    source of each feedback policy used (built-in policies write their texts inline)."""
-    from mmsim.env import interfeedback as env
-    from mmsim.policies import POLICIES, builtin
-
-    out = {f"env.instructions.{k}": sha256_text(v) for k, v in sorted(env.INSTRUCTIONS.items())}
-    out["env.reask"] = sha256_text(env.REASK)
-    out["policies.detailed_prompt"] = sha256_text(builtin.DETAILED_PROMPT)
-    for name in sorted(set(policy_names or [])):
-        try:
-            fn = POLICIES.get(name)
-            src = inspect.getsource(fn)
-        except Exception:  # no source (compiled, REPL) or not registered: skip it
-            continue
-        out[f"policy.{name}.source"] = sha256_text(src)
-    return out
+def git_commit() -> str | None:
+    """The commit of the checkout mmsim runs from, if it runs from one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=2, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-__all__ = ["REDACTED", "describe_agent", "is_secret_name", "prompt_template_hashes", "redact",
-           "redact_scenario"]
+__all__ = ["REDACTED", "describe_agent", "git_commit", "is_secret_name", "redact",
+           "redact_scenario", "sha256_text"]

@@ -39,7 +39,7 @@ import httpx
 import structlog
 
 from mmsim.errors import UserError
-from mmsim.scenario import ServerSpec
+from mmsim.spec import ServerSpec
 
 log = structlog.get_logger("mmsim.servers")
 

@@ -51,6 +51,7 @@ class EpisodeSink:
         self._closed = False
         self._room: anyio.Event | None = None  # while a task waits for room in the queue
         self.written = 0  # episodes committed (or, without a store, accepted)
+        self._submitted = 0  # episodes handed to the writer
 
     async def __aenter__(self) -> EpisodeSink:
         if self.store is not None:
@@ -136,6 +137,20 @@ class EpisodeSink:
                     room.set()
                 continue
             self._pending = rest  # no await since ``pending`` was read: nothing lost
+            self._submitted += len(batch)
+
+    async def flush(self) -> None:
+        """Commit every episode added so far, and wait until they are in the store (a
+        protocol may read them back between phases)."""
+        if self._thread is None:
+            return
+        await self._submit(everything=True)
+        while self.written < self._submitted and self._error is None:
+            if not self._thread.is_alive():
+                break
+            await anyio.sleep(_POLL_S)
+        if self._error is not None:
+            raise self._error
 
     async def _tick(self) -> None:
         while not self._closed:

@@ -90,11 +90,15 @@ def plan_scenario(path: Path, *, target: str = "ci_width=0.05",
                   seeds: str | None = None, max_rounds: int | None = None, reps: int = 100,
                   seed: int = 0, json_out: bool = False, overrides: list[str] | None = None,
                   console: Console | None = None) -> dict[str, Any]:
-    from mmsim.runtime.runner import load_samples
+    from mmsim.runtime.loading import load_data
+    from mmsim.runtime.protocol import PROTOCOLS
     from mmsim.scenario import load_scenario
 
     tgt = Target.parse(target)
     loaded = load_scenario(path, overrides=overrides)
+    if loaded.kind != "interfeedback":
+        raise UserError(f"mmsim plan simulates InterFeedback studies; this scenario is "
+                        f"kind: {loaded.kind}", where=str(path))
     cmp_pair: tuple[str, str] | None = None
     if compare:
         parts = [c.strip() for c in compare.split(",")]
@@ -110,7 +114,7 @@ def plan_scenario(path: Path, *, target: str = "ci_width=0.05",
                 raise UserError(f"expected receiver/provider/policy, got {c!r}", where="--cell")
             cell_list.append((bits[0], bits[1], bits[2]))
     with tempfile.TemporaryDirectory(prefix="mmsim-plan-") as tmp:
-        samples = load_samples(loaded, Path(tmp))
+        samples = load_data(PROTOCOLS.get(loaded.kind), loaded, Path(tmp))
     rounds = max_rounds if max_rounds is not None else max(5, loaded.scenario.protocol.max_rounds)
     result = plan(loaded.scenario, samples, tgt, metric=metric, compare=cmp_pair,
                   cells=cell_list,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmsim.data.sample import Sample
 from mmsim.errors import UserError
 from mmsim.store import RunStore
 
@@ -204,12 +205,13 @@ def attach_difficulty(data: RunData, difficulty: dict[str, float | None]) -> Non
 def load_dataset_difficulty(data: RunData) -> dict[str, float | None]:
     """The dataset's ``difficulty`` per item, loading the dataset the run was made with
     (its images are cached under the run's ``assets/``)."""
-    from mmsim.runtime.runner import load_samples
-    from mmsim.scenario import LoadedScenario, Scenario
+    from mmsim.protocols.interfeedback import InterFeedback, Scenario
+    from mmsim.runtime.loading import load_data
+    from mmsim.spec import LoadedScenario
 
     scn = Scenario.model_validate(data.scenario)
     src = data.manifest.get("scenario_file")
     path = Path(src) if src else data.run_dir / "scenario.yaml"
     loaded = LoadedScenario(scenario=scn, path=path, limit=data.manifest.get("limit"))
-    samples = load_samples(loaded, data.run_dir / "assets")
+    samples: list[Sample] = load_data(InterFeedback(), loaded, data.run_dir / "assets")
     return {s.id: s.difficulty for s in samples}

@@ -29,7 +29,7 @@ import numpy as np
 
 from mmsim.data.sample import Sample
 from mmsim.errors import UserError
-from mmsim.scenario import Scenario
+from mmsim.protocols.interfeedback.scenario import Scenario
 from mmsim.twins.predict import protocol_of
 from mmsim.twins.simulate import AgentDraws, Cell, simulate
 

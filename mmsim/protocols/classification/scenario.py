@@ -5,7 +5,6 @@ Errors name the file, the line and the dotted field, as for InterFeedback scenar
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,14 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.protocols.classification.data import CLS_DATASETS
 from mmsim.protocols.classification.encoders import ENCODERS
 from mmsim.registry import Registry, did_you_mean
-from mmsim.scenario import (
-    AgentSpec,
-    DatasetSpec,
-    LoadedFile,
-    RunSpec,
-    ScenarioModel,
-    validate_kind_scenario,
-)
+from mmsim.spec import AgentSpec, DatasetSpec, RunSpec, ScenarioModel, ServerSpec, check_servers
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -130,6 +122,7 @@ class ClassificationScenario(ScenarioModel):
                                         min_length=1)
     protocols: ProtocolsSpec = ProtocolsSpec()
     run: RunSpec = RunSpec()
+    servers: list[ServerSpec] = Field(default_factory=list)
 
     @field_validator("encoders", mode="before")
     @classmethod
@@ -155,6 +148,7 @@ class ClassificationScenario(ScenarioModel):
             if ref is not None and ref not in keys:
                 raise ValueError(f"@protocols.{proto}.encoder {ref!r} is not one of the "
                                  f"encoders ({', '.join(keys)})")
+        check_servers(self.models, self.servers)
         return self
 
     @property
@@ -166,25 +160,8 @@ class ClassificationScenario(ScenarioModel):
         return ref or self.default_encoder
 
 
-class LoadedClassification(LoadedFile):
-    scenario: ClassificationScenario
-
-
-_FIELDS: dict[str, type[BaseModel]] = {
-    "": ClassificationScenario, "dataset": ClsDatasetSpec, "models": AgentSpec,
-    "encoders": EncoderSpec, "protocols": ProtocolsSpec, "run": RunSpec,
-    "protocols.closed": ClosedSpec, "protocols.multiple_choice": MultipleChoiceSpec,
-    "protocols.open": OpenSpec, "protocols.batch": BatchSpec}
-
-
-def load_classification_scenario(path: str | Path, *, overrides: list[str] | None = None,
-                                 limit: int | None = None) -> LoadedClassification:
-    """Read, override and validate a ``kind: classification`` scenario file."""
-    p, scn = validate_kind_scenario(path, ClassificationScenario, _FIELDS, overrides=overrides,
-                                    limit=limit)
-    return LoadedClassification(scenario=scn, path=p.resolve(), limit=limit)
 
 
 __all__ = ["BatchSpec", "ClassificationScenario", "ClosedSpec", "ClsDatasetSpec",
-           "EncoderSpec", "LoadedClassification", "MultipleChoiceSpec", "OpenSpec",
-           "ProtocolsSpec", "load_classification_scenario"]
+           "EncoderSpec", "MultipleChoiceSpec", "OpenSpec",
+           "ProtocolsSpec"]

@@ -4,6 +4,13 @@ describe-then-answer, option elimination, or your own), a calibrated judge for o
 outputs, an ability vector per model with sharpness and worst-task scores, and a
 contamination study. A scenario with ``kind: dynamic`` runs it (docs/dynamic.md)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mmsim.data.sample import Sample
+from mmsim.protocols.dynamic import sections as _sections  # noqa: F401  (its report sections)
 from mmsim.protocols.dynamic.calibration import (
     CalibrationMap,
     agreement,
@@ -23,15 +30,55 @@ from mmsim.protocols.dynamic.families import (
 )
 from mmsim.protocols.dynamic.metrics import compute
 from mmsim.protocols.dynamic.report import print_table, render, text_radar
-from mmsim.protocols.dynamic.runner import JudgeRefused, run_dynamic
-from mmsim.protocols.dynamic.scenario import (
-    DynamicScenario,
-    LoadedDynamic,
-    load_dynamic_scenario,
-)
+from mmsim.protocols.dynamic.run import DynamicRun, JudgeRefused, load_data
+from mmsim.protocols.dynamic.scenario import DynamicScenario
+from mmsim.protocols.dynamic.sim import DynamicSim, make_dynamic_sim
+from mmsim.registry import Registry
+from mmsim.runtime.protocol import EvalProtocol, Role, protocol
+from mmsim.spec import LoadedScenario
+from mmsim.store import RunStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@protocol
+class Dynamic(EvalProtocol[DynamicScenario, list[Sample]]):
+    """Dynamic evaluation by task perturbation, with a calibrated judge."""
+
+    name = "dynamic"
+    title = ("dynamic evaluation: one visual input, a family of tasks, a calibrated judge, "
+             "an ability vector per model")
+    scenario = DynamicScenario
+    agents: ClassVar[dict[str, tuple[Role, ...]]] = {"models": ("model",),
+                                                     "judges": ("judge",)}
+    sim = make_dynamic_sim
+    sim_class = DynamicSim
+    registries: ClassVar[tuple[tuple[str, Registry[Any]], ...]] = (
+        ("dynamic-evaluation task families", TASK_FAMILIES),
+        ("dynamic-evaluation datasets", DYN_DATASETS))
+    run = DynamicRun
+
+    def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
+        return load_data(loaded, cache_dir)
+
+    def actor_options(self, scn: DynamicScenario, role: Role) -> dict[str, Any]:
+        return {"retries": scn.judge.retries} if role == "judge" else {}
+
+    def summary(self, loaded: LoadedScenario) -> str:
+        d = loaded.scenario
+        return (f"dynamic: {len(d.models)} models x {len(d.tasks)} task families, "
+                f"{len(d.judges)} judges on dataset {d.dataset.name!r}")
+
+    def metrics(self, store: RunStore) -> dict[str, Any]:
+        return compute(store)
+
+    def print_table(self, metrics: dict[str, Any], console: Console) -> None:
+        print_table(metrics, console)
+
 
 __all__ = ["DEFAULT_TASKS", "DYN_DATASETS", "TASK_FAMILIES", "CalibrationMap",
-           "DynamicScenario", "JudgeRefused", "LoadedDynamic", "Scored", "TaskFamily",
+           "Dynamic", "DynamicScenario", "JudgeRefused", "Scored", "TaskFamily",
            "TaskInstance", "agreement", "auroc", "compute", "dyn_dataset", "ece",
-           "fit_isotonic", "fit_logistic", "load_dynamic_scenario", "print_table", "render",
-           "run_dynamic", "task_family", "text_radar"]
+           "fit_isotonic", "fit_logistic", "print_table", "render",
+           "task_family", "text_radar"]

@@ -5,7 +5,6 @@ Errors name the file, the line and the dotted field, as for the other scenario k
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,14 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.protocols.dynamic.data import DYN_DATASETS
 from mmsim.protocols.dynamic.families import DEFAULT_TASKS, TASK_FAMILIES
 from mmsim.registry import Registry, did_you_mean
-from mmsim.scenario import (
-    AgentSpec,
-    DatasetSpec,
-    LoadedFile,
-    RunSpec,
-    ScenarioModel,
-    validate_kind_scenario,
-)
+from mmsim.spec import AgentSpec, DatasetSpec, RunSpec, ScenarioModel, ServerSpec, check_servers
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -74,6 +66,7 @@ class DynamicScenario(ScenarioModel):
     judges: list[AgentSpec] = Field(min_length=1)
     judge: JudgeSettings = JudgeSettings()
     run: RunSpec = RunSpec()
+    servers: list[ServerSpec] = Field(default_factory=list)
 
     @field_validator("tasks")
     @classmethod
@@ -98,6 +91,7 @@ class DynamicScenario(ScenarioModel):
         if self.judge.use is not None and self.judge.use not in judges:
             raise ValueError(f"@judge.use {self.judge.use!r} is not one of the judges"
                              f"{did_you_mean(self.judge.use, judges)} ({', '.join(judges)})")
+        check_servers([*self.models, *self.judges], self.servers)
         return self
 
     @property
@@ -105,22 +99,6 @@ class DynamicScenario(ScenarioModel):
         return self.judge.use or self.judges[0].name
 
 
-class LoadedDynamic(LoadedFile):
-    scenario: DynamicScenario
 
 
-_FIELDS: dict[str, type[BaseModel]] = {
-    "": DynamicScenario, "dataset": DynDatasetSpec, "models": AgentSpec, "judges": AgentSpec,
-    "judge": JudgeSettings, "judge.calibration": CalibrationSpec, "run": RunSpec}
-
-
-def load_dynamic_scenario(path: str | Path, *, overrides: list[str] | None = None,
-                          limit: int | None = None) -> LoadedDynamic:
-    """Read, override and validate a ``kind: dynamic`` scenario file."""
-    p, scn = validate_kind_scenario(path, DynamicScenario, _FIELDS, overrides=overrides,
-                                    limit=limit)
-    return LoadedDynamic(scenario=scn, path=p.resolve(), limit=limit)
-
-
-__all__ = ["CalibrationSpec", "DynDatasetSpec", "DynamicScenario", "JudgeSettings",
-           "LoadedDynamic", "load_dynamic_scenario"]
+__all__ = ["CalibrationSpec", "DynDatasetSpec", "DynamicScenario", "JudgeSettings"]

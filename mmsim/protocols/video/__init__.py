@@ -5,6 +5,13 @@ and G samples per prompt scored by the accuracy and format rewards — pass@k, g
 statistics, GRPO advantages, exported for a trainer. A scenario with ``kind: video`` runs
 it (docs/video.md)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mmsim.data.sample import Sample, dataset_fingerprint
+from mmsim.protocols.video import sections as _sections  # noqa: F401  (its report sections)
 from mmsim.protocols.video.data import VIDEO_DATASETS, video_dataset
 from mmsim.protocols.video.export import export_rollouts, rollout_rows
 from mmsim.protocols.video.metrics import compute
@@ -16,10 +23,56 @@ from mmsim.protocols.video.rewards import (
     format_reward,
     pass_at_k,
 )
-from mmsim.protocols.video.runner import run_video
-from mmsim.protocols.video.scenario import LoadedVideo, VideoScenario, load_video_scenario
+from mmsim.protocols.video.run import VideoRun, load_data
+from mmsim.protocols.video.scenario import VideoScenario
+from mmsim.protocols.video.sim import VideoSim, make_video_sim
+from mmsim.registry import Registry
+from mmsim.runtime.protocol import EvalProtocol, protocol
+from mmsim.spec import LoadedScenario
+from mmsim.store import RunStore
 
-__all__ = ["VIDEO_DATASETS", "LoadedVideo", "VideoScenario", "accuracy_reward", "advantages",
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@protocol
+class VideoLevels(EvalProtocol[VideoScenario, list[Sample]]):
+    """Video multiple choice by generalization level, with verifiable-reward rollouts."""
+
+    name = "video"
+    title = ("video multiple choice by generalization level (L1/L2/L3) with verifiable-"
+             "reward rollouts")
+    scenario = VideoScenario
+    sim = make_video_sim
+    sim_class = VideoSim
+    registries: ClassVar[tuple[tuple[str, Registry[Any]], ...]] = (
+        ("video datasets", VIDEO_DATASETS),)
+    run = VideoRun
+
+    def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
+        return load_data(loaded, cache_dir)
+
+    def dataset_manifest(self, loaded: LoadedScenario, data: list[Sample]) -> dict[str, Any]:
+        return {"name": loaded.scenario.dataset.name, "n_samples": len(data),
+                "levels": sorted({it.category for it in data}),
+                "n_clips": len({v.sha256 for it in data for v in it.videos}),
+                "fingerprint": dataset_fingerprint(data)}
+
+    def summary(self, loaded: LoadedScenario) -> str:
+        v = loaded.scenario
+        ro = v.rollouts
+        return (f"video: {len(v.models)} models on dataset {v.dataset.name!r}, frames "
+                f"{v.frames.send}"
+                + (f", rollouts G={ro.samples} at T={ro.temperature}" if ro else ""))
+
+    def metrics(self, store: RunStore) -> dict[str, Any]:
+        return compute(store)
+
+    def print_table(self, metrics: dict[str, Any], console: Console) -> None:
+        print_table(metrics, console)
+
+
+__all__ = ["VIDEO_DATASETS", "VideoLevels", "VideoScenario", "accuracy_reward", "advantages",
            "answer_letter", "compute", "export_rollouts", "format_reward",
-           "load_video_scenario", "pass_at_k", "print_table", "render", "rollout_rows",
-           "run_video", "video_dataset"]
+           "pass_at_k", "print_table", "render", "rollout_rows",
+           "video_dataset"]

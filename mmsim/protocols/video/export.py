@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsim.errors import UserError
-from mmsim.protocols.video.metrics import load_results, rollout_groups
+from mmsim.protocols.video.metrics import EP_ROLLOUT, load_results, rollout_groups
 from mmsim.protocols.video.rewards import advantages, group_stats
 from mmsim.store import RunStore
 
@@ -49,7 +49,6 @@ def _content(obs: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], list
 
 def rollout_rows(store: RunStore) -> Iterator[dict[str, Any]]:
     """The export rows of a run's rollouts, group by group."""
-    from mmsim.protocols.video.runner import EP_ROLLOUT
 
     run = store.run() or {}
     ddof = int(((run.get("scenario") or {}).get("rollouts") or {}).get("ddof", 1))

@@ -23,6 +23,10 @@ import numpy as np
 from mmsim.protocols.video.rewards import group_stats, pass_at_k
 from mmsim.store import RunStore
 
+#: The episode kinds of a video run: the evaluation pass and the rollouts.
+EP_EVAL = "video_eval"
+EP_ROLLOUT = "video_rollout"
+
 SCHEMA = "mmsim.video.v1"
 LEVEL_ORDER = ("L1", "L2", "L3", "train")
 
@@ -162,7 +166,6 @@ def rollout_stats(results: list[dict[str, Any]], ks: list[int], ddof: int
 
 def compute(store: RunStore) -> dict[str, Any]:
     """The metrics object of a video run (``mmsim report``, the run summary)."""
-    from mmsim.protocols.video.runner import EP_EVAL, EP_ROLLOUT
 
     run = store.run()
     if run is None:

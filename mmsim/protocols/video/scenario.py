@@ -5,7 +5,6 @@ Errors name the file, the line and the dotted field, as for the other scenario k
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,14 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.data.video import FrameSpec
 from mmsim.protocols.video.data import VIDEO_DATASETS
 from mmsim.registry import Registry
-from mmsim.scenario import (
-    AgentSpec,
-    DatasetSpec,
-    LoadedFile,
-    RunSpec,
-    ScenarioModel,
-    validate_kind_scenario,
-)
+from mmsim.spec import AgentSpec, DatasetSpec, RunSpec, ScenarioModel, ServerSpec, check_servers
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -98,6 +90,7 @@ class VideoScenario(ScenarioModel):
     rewards: list[Literal["accuracy", "format"]] = Field(
         default_factory=lambda: ["accuracy", "format"], min_length=1)  # type: ignore[arg-type]
     run: RunSpec = RunSpec()
+    servers: list[ServerSpec] = Field(default_factory=list)
 
     @field_validator("prompt")
     @classmethod
@@ -121,25 +114,11 @@ class VideoScenario(ScenarioModel):
                 raise ValueError(f"model {a.name!r} has a fixed params.seed: its "
                                  f"{self.rollouts.samples} rollout samples per prompt would "
                                  "all be the same reply; drop the seed for rollouts")
+        check_servers(self.models, self.servers)
         return self
 
 
-class LoadedVideo(LoadedFile):
-    scenario: VideoScenario
 
 
-_FIELDS: dict[str, type[BaseModel]] = {
-    "": VideoScenario, "dataset": VideoDatasetSpec, "frames": FramesSpec,
-    "models": AgentSpec, "eval": EvalSpec, "rollouts": RolloutSpec, "run": RunSpec}
-
-
-def load_video_scenario(path: str | Path, *, overrides: list[str] | None = None,
-                        limit: int | None = None) -> LoadedVideo:
-    """Read, override and validate a ``kind: video`` scenario file."""
-    p, scn = validate_kind_scenario(path, VideoScenario, _FIELDS, overrides=overrides,
-                                    limit=limit)
-    return LoadedVideo(scenario=scn, path=p.resolve(), limit=limit)
-
-
-__all__ = ["PROMPT", "EvalSpec", "FramesSpec", "LoadedVideo", "RolloutSpec",
-           "VideoDatasetSpec", "VideoScenario", "load_video_scenario"]
+__all__ = ["PROMPT", "EvalSpec", "FramesSpec", "RolloutSpec",
+           "VideoDatasetSpec", "VideoScenario"]

@@ -1,0 +1,279 @@
+"""The pieces every scenario is made of, whatever its protocol: agents, datasets, servers,
+the run's settings, and a scenario file as loaded (its path, ``--limit``, the line of each
+field and the ``--set`` overrides, so errors name ``file:line: field``).
+
+A protocol's scenario schema (``mmsim/protocols/<name>/scenario.py``) builds on these;
+:mod:`mmsim.scenario` reads a file and finds its protocol through the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mmsim.backends import BACKENDS
+from mmsim.data import DATASETS
+from mmsim.errors import UserError
+from mmsim.registry import Registry, did_you_mean
+
+STRICT = ConfigDict(extra="forbid")
+_STRICT = STRICT
+
+#: Param names that hold credentials (``api_key``, ``openai_api_key``, ``token``,
+#: ``client_secret``, ``password``, ``authorization``...). A scenario may not give them a
+#: value: it is stored in the run and shown in reports. Name an environment variable
+#: instead, with ``<name>_env`` (``api_key_env: OPENAI_API_KEY``).
+SECRET_PARAM = re.compile(
+    r"(?:^|[._-])(?:api[_-]?key|apikey|token|access[_-]?token|secret|password|passwd|"
+    r"credentials?|authorization|bearer)$", re.IGNORECASE)
+
+
+def _secret_params(params: Any, path: str = "") -> str | None:
+    """The dotted name of the first param that holds a credential literally, if any."""
+    if isinstance(params, dict):
+        for k, v in params.items():
+            name = f"{path}.{k}" if path else str(k)
+            if SECRET_PARAM.search(str(k)) and v not in (None, ""):
+                return name
+            found = _secret_params(v, name)
+            if found:
+                return found
+    elif isinstance(params, list):
+        for i, v in enumerate(params):
+            found = _secret_params(v, f"{path}.{i}")
+            if found:
+                return found
+    return None
+
+
+class Prices(BaseModel):
+    """What an agent's tokens cost, per million input (prompt) and output (completion)
+    tokens, in ``currency`` (reports show cost per role; docs/metrics.md)."""
+
+    model_config = _STRICT
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    currency: str = "USD"
+
+
+class AgentSpec(BaseModel):
+    """A model that answers (receiver) or gives feedback (provider).
+
+    ``cache``: answer repeated requests from the run's response cache (true), never (false),
+    or only deterministic ones — temperature 0 or a fixed seed (unset). ``prices``: token
+    prices for the cost figures of reports.
+    """
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    backend: str = "sim"
+    params: dict[str, Any] = Field(default_factory=dict)
+    concurrency: int = Field(256, ge=1)
+    cache: bool | None = None
+    prices: Prices | None = None
+    # human proxies (docs/human.md): ``kind: human`` with a ``channel`` (terminal, web,
+    # replay, persona) and its ``human:`` options; a persona's model is backend/params
+    kind: Literal["model", "human"] = "model"
+    channel: Literal["terminal", "web", "replay", "persona"] | None = None
+    human: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _human(self) -> AgentSpec:
+        if self.channel is not None and self.kind == "model":
+            self.kind = "human"  # a channel makes the agent a human proxy
+        if self.kind == "human":
+            if self.channel is None:
+                self.channel = "terminal"
+            from mmsim.human import parse_options
+
+            try:
+                parse_options(self.name, self.human)
+            except UserError as exc:
+                raise ValueError(f"human.{(exc.field or '').split('.human.')[-1]}: "
+                                 f"{exc.message}") from None
+        elif self.human:
+            raise ValueError("'human' options need kind: human (or a channel)")
+        return self
+
+    @field_validator("params")
+    @classmethod
+    def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
+        key = _secret_params(v)
+        if key is not None:
+            leaf = key.rsplit(".", 1)[-1]
+            raise ValueError(f"param {key!r} holds a credential: scenarios are stored with "
+                             f"the run and shown in reports; name an environment variable "
+                             f"instead ({leaf}_env: MY_API_KEY)")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r}{did_you_mean(v, BACKENDS.names())}; "
+                             f"known: {', '.join(BACKENDS.names())}")
+        return v
+
+
+class DatasetSpec(BaseModel):
+    """``name`` picks the loader; every other key is the loader's option. A protocol with
+    its own loaders subclasses it with its ``dataset_registry`` (and ``dataset_label`` for
+    the error) and a default ``name``."""
+
+    model_config = ConfigDict(extra="allow")
+    dataset_registry: ClassVar[Registry[Any]] = DATASETS
+    dataset_label: ClassVar[str] = "dataset"
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in cls.dataset_registry:
+            names = cls.dataset_registry.names()
+            raise ValueError(f"unknown {cls.dataset_label} {v!r}{did_you_mean(v, names)}; "
+                             f"known: {', '.join(names)}")
+        return v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RunSpec(BaseModel):
+    model_config = _STRICT
+    concurrency: int = Field(512, ge=1)
+    bootstrap: int = Field(1000, ge=0)
+
+
+class ServerSpec(BaseModel):
+    """A model server mmsim starts before the run and stops after it (docs/backends-local.md).
+
+    ``command``: ``vllm`` (``vllm serve MODEL``), ``transformers`` (``transformers serve
+    MODEL``) or a custom argv (``{port}``, ``{host}``, ``{model}``, ``{python}`` are
+    substituted). Agents use it with ``params: {server: NAME}``.
+    """
+
+    model_config = _STRICT
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    command: Literal["vllm", "transformers"] | list[str] = "vllm"
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int | Literal["auto"] = "auto"
+    env: dict[str, str | int | float] = Field(default_factory=dict)
+    gpu: str | int | None = None  # CUDA_VISIBLE_DEVICES, e.g. 0 or "0,1"
+    health_path: str = "/health"
+    api_path: str = "/v1"
+    startup_timeout_s: float = Field(600.0, gt=0)
+    args: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> ServerSpec:
+        if isinstance(self.command, list) and not self.command:
+            raise ValueError("command is an empty list")
+        if isinstance(self.command, str) and not self.model:
+            raise ValueError(f"'{self.command}' servers need a model")
+        if isinstance(self.port, int) and not 0 < self.port < 65536:
+            raise ValueError("port must be 1..65535 or auto")
+        return self
+
+
+class ScenarioModel(BaseModel):
+    """What a scenario of every kind has: its canonical form (what identifies a run) and
+    that form's fingerprint."""
+
+    def canonical(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json")
+        if out.get("servers") == []:  # scenarios without servers keep their fingerprint
+            del out["servers"]
+        return out
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class LoadedFile(BaseModel):
+    """A scenario file as loaded: where it is (data paths are relative to it) and the
+    ``--limit`` it runs with. Each kind adds its ``scenario``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    path: Path
+    limit: int | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+
+class LoadedScenario(LoadedFile):
+    """A scenario file of any protocol, validated: ``scenario`` is an instance of the
+    protocol's schema (``kind`` names the protocol)."""
+
+    scenario: Any
+    kind: str = "interfeedback"
+    source: str = ""  # the path as the user gave it (for error messages)
+    lines: dict[tuple[str, ...], int] = Field(default_factory=dict)  # field path -> line
+    overrides: dict[str, str] = Field(default_factory=dict)  # --set key -> the assignment
+
+    def where(self, *loc: str | int) -> str:
+        """Where a field was given: ``"scenario.yaml:12"``, or ``"--set key=value"``."""
+        key = tuple(str(x) for x in loc)
+        return locate(key, self.lines, self.source or str(self.path), self.overrides)
+
+    def fingerprint(self) -> str:
+        """What makes two runs the same run: the canonical scenario and ``--limit``."""
+        blob = json.dumps({"scenario": self.scenario.canonical(), "limit": self.limit},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def run_id(self, fingerprint: str | None = None) -> str:
+        fp = self.fingerprint() if fingerprint is None else fingerprint
+        return f"{self.scenario.name}-{fp[:12]}"
+
+
+def locate(loc: tuple[str, ...], lines: dict[tuple[str, ...], int], where: str,
+           overrides: dict[str, str]) -> str:
+    """``file:line`` of the field at ``loc`` (its nearest given parent), or the ``--set``
+    that gave it."""
+    field = ".".join(loc)
+    for key, text in overrides.items():
+        if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+            return f"--set {text}"
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return f"{where}:{lines[loc[:n]]}"
+    return where
+
+
+def check_servers(agents: list[AgentSpec], servers: list[ServerSpec]) -> None:
+    """Raise when two servers share a name or an agent's ``params.server`` names none."""
+    names = [sv.name for sv in servers]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate server name")
+    for a in agents:
+        ref = a.params.get("server")
+        if ref is not None and ref not in names:
+            raise ValueError(f"agent {a.name!r}: params.server {ref!r} is not in servers:"
+                             f"{did_you_mean(str(ref), names)}; known: "
+                             f"{', '.join(names) or '(none)'}")
+
+
+def unique_names(groups: dict[str, list[Any]]) -> None:
+    """Raise ``duplicate <group> name 'x'`` when two items of one group share a name."""
+    for group, items in groups.items():
+        seen: set[str] = set()
+        for item in items:
+            if item.name in seen:
+                raise ValueError(f"duplicate {group.removesuffix('s')} name {item.name!r}")
+            seen.add(item.name)
+
+
+__all__ = ["SECRET_PARAM", "STRICT", "AgentSpec", "DatasetSpec", "LoadedFile", "LoadedScenario",
+           "Prices", "RunSpec", "ScenarioModel", "ServerSpec", "check_servers", "locate",
+           "unique_names"]
