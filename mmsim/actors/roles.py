@@ -39,6 +39,9 @@ class AskContext:
     oracle: Oracle
     seed: int
     temperature: float | None = None  # a sampling override (rollouts); None: the agent's own
+    #: what tells apart requests whose bodies are identical but must not share a cached
+    #: reply (the sample index of a rollout); "" for none
+    variant: str = ""
 
 
 class ModelActor(Actor[tuple[Observation, AskContext], Response]):
@@ -55,7 +58,7 @@ class ModelActor(Actor[tuple[Observation, AskContext], Response]):
         try:
             c = await self.backend.generate(GenerateRequest(
                 messages=obs.conversation, purpose="answer", seed=ctx.seed, oracle=ctx.oracle,
-                temperature=ctx.temperature))
+                temperature=ctx.temperature, variant=ctx.variant))
         except InfrastructureError as exc:
             return Response(**env, text="", answer=None, parse="error", error=str(exc),
                             usage=Usage(retries=exc.retries), simulated=self.backend.simulated)

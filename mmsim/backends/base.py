@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from mmsim.backends.retry import RetryPolicy
 from mmsim.data.sample import Sample
 from mmsim.messages import ChatTurn, Feedback, Response, Usage
 from mmsim.registry import Registry
@@ -33,6 +35,9 @@ class GenerateRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     oracle: Oracle | None = None
+    #: requests with the same body but another ``variant`` (a rollout's sample index) get
+    #: their own cached replies
+    variant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +58,37 @@ class ResponseCache(Protocol):
 
 
 class Backend:
-    """Base class of backends. ``simulated`` is True for agents that are not models."""
+    """Base class of backends. ``simulated`` is True for agents that are not models.
+
+    The agent layer (:mod:`mmsim.backends.managed`) gives every backend retries and the
+    response cache through the hooks below; a backend overrides them for its quirks
+    (as Inspect AI's ``ModelAPI`` does with ``should_retry`` and ``connection_key``).
+    """
 
     simulated: bool = False
+    #: the backend retries its own calls (the agent layer then does not)
+    manages_retries: bool = False
+    #: the backend keeps the run's response cache itself (the agent layer then does not)
+    manages_cache: bool = False
+    #: the retry budget and backoff of the agent layer
+    retry_policy: RetryPolicy = RetryPolicy()
+
+    def should_retry(self, exc: Exception) -> bool:
+        """Whether a failed call is worth retrying (besides ``Retryable``, which always
+        is, and ``Fatal``, which never is). Default: timeouts and connection errors."""
+        return isinstance(exc, TimeoutError | ConnectionError)
+
+    def deterministic(self, request: GenerateRequest) -> bool:
+        """Whether ``request`` always gets the same reply (cached unless the agent says
+        ``cache: false``). Default: sampled at temperature 0."""
+        return request.temperature == 0
+
+    def cache_scope(self) -> str:
+        """What besides the request identifies a cached reply (default: the backend's
+        class and params)."""
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}:" + json.dumps(
+            self.params, sort_keys=True, default=str)
 
     def __init__(self, name: str, params: dict[str, Any]):
         self.name = name

@@ -394,6 +394,10 @@ def _parse_json(body: bytes, n: int) -> tuple[list[str], Usage, dict[str, Any]]:
 class OpenAIBackend(Backend):
     """A model behind an OpenAI-compatible chat-completions endpoint."""
 
+    # retries and the cache on the hot path: the cache keys on the exact request bytes,
+    # a failed first try is recovered without allocating (the agent layer adds nothing)
+    manages_retries = manages_cache = True
+
     params_model: type[OpenAIParams] = OpenAIParams
 
     @classmethod
@@ -477,7 +481,8 @@ class OpenAIBackend(Backend):
         body = self.body(request)
         key = None
         if self._cache is not None and self._cacheable(request):
-            key = hashlib.sha256(self.cache_scope().encode() + b"\n" + body).hexdigest()
+            scope = self.cache_scope() + (f"\n{request.variant}" if request.variant else "")
+            key = hashlib.sha256(scope.encode() + b"\n" + body).hexdigest()
             hit = self._cache.get(key)
             if hit is not None:
                 u = Usage(**hit["usage"])

@@ -53,6 +53,9 @@ class HumanBackend(Backend):
     """The backend of a ``kind: human`` agent: holds its channel. A person does not answer
     screening questions (human agents are not screened), so :meth:`generate` refuses."""
 
+    # a person is neither retried nor cached
+    manages_retries = manages_cache = True
+
     def __init__(self, name: str, channel: HumanChannel):
         super().__init__(name, {})
         self.channel = channel

@@ -16,6 +16,7 @@ from mmsim.actors import ActorSystem, JudgeActor, ModelActor
 from mmsim.actors.human import make_provider
 from mmsim.backends import BACKENDS, Backend
 from mmsim.backends.base import BackendFactory, check_backend_params
+from mmsim.backends.managed import managed
 from mmsim.errors import PluginError, UserError
 from mmsim.human import backend_factory
 from mmsim.runtime.protocol import Actors, EvalProtocol, Role
@@ -100,7 +101,7 @@ def build_backends(proto: EvalProtocol[Any, Any], loaded: LoadedScenario,
     for name, (group, i, spec, _) in agents_of(proto, loaded.scenario).items():
         p = dict(params[name]) if params is not None else dict(spec.params)
         try:
-            out[name] = _factory(proto, spec)(name, p)
+            out[name] = managed(_factory(proto, spec)(name, p))
         except UserError as exc:
             if exc.where is not None:
                 raise

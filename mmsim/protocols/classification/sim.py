@@ -95,6 +95,9 @@ class ClassifierSim(Backend):
     """A simulated multimodal classifier (see the module docstring)."""
 
     simulated = True
+    # a simulation neither fails nor is cached (its replies follow the oracle, which is
+    # not part of the request): the agent layer adds nothing
+    manages_retries = manages_cache = True
 
     def __init__(self, name: str, params: dict[str, Any]):
         super().__init__(name, params)

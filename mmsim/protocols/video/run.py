@@ -175,7 +175,8 @@ class VideoRun(ProtocolRun[VideoScenario, list[Sample]]):
         obs = observation(scn, u, self.frames, self.run_id)
         resp = await actors.models[u.model].ask(
             (obs, AskContext(oracle=Oracle(sample=u.item, episode_key=u.episode_id),
-                             seed=scn.seed, temperature=u.temperature)))
+                             seed=scn.seed, temperature=u.temperature,
+                             variant=f"s{u.sample_index}" if u.phase == "rollout" else "")))
         rec = EpisodeRecord(
             episode_id=u.episode_id, run_id=self.run_id,
             kind=EP_EVAL if u.phase == "eval" else EP_ROLLOUT, receiver=u.model,
