@@ -235,16 +235,19 @@ def compare(
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     resamples: Annotated[int, typer.Option(min=0, help="Bootstrap resamples.")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    plugin: PluginOpt = None,
 ) -> None:
-    """B minus A per receiver x provider x policy: accuracy, correction rate and parse-failure
-    rate, with paired bootstrap intervals over shared items (docs/metrics.md)."""
-    from mmsim.metrics.compare import compare as compare_runs
+    """B minus A, paired over shared items: per receiver x provider x policy for
+    InterFeedback (accuracy, correction rate, parse-failure rate), per agent x episode kind
+    x condition (solved) for other protocols (docs/metrics.md)."""
     from mmsim.report.compare import print_compare
+    from mmsim.runtime import PROTOCOLS
     from mmsim.store import RunStore
 
     if format not in ("table", "json"):
         raise _fail(UserError("must be 'table' or 'json'", where="--format"))
     try:
+        _plugins(plugin)
         sa = RunStore.open(run_a, create=False)
         try:
             sb = RunStore.open(run_b, create=False)
@@ -254,8 +257,15 @@ def compare(
     except UserError as exc:
         raise _fail(exc) from None
     try:
-        result = compare_runs(sa, sb, resamples=resamples, seed=seed, run_dir_a=str(run_a),
-                              run_dir_b=str(run_b))
+        kind_a, kind_b = _run_kind(sa), _run_kind(sb)
+        if kind_a != kind_b:
+            raise _fail(UserError(f"run A is a {kind_a} run and run B a {kind_b} run: "
+                                  "compare runs of one protocol", where=str(run_b)))
+        try:
+            result = PROTOCOLS.get(kind_a).compare(sa, sb, resamples=resamples, seed=seed,
+                                                   run_dir_a=str(run_a), run_dir_b=str(run_b))
+        except UserError as exc:
+            raise _fail(exc) from None
     finally:
         sa.close()
         sb.close()
@@ -277,8 +287,13 @@ def export(
     rollouts: Annotated[bool, typer.Option(
         "--rollouts", help="A video run's rollouts for a trainer (jsonl or parquet; default "
         "RUN_DIR/rollouts.FORMAT; docs/video.md).")] = False,
+    plugin: PluginOpt = None,
 ) -> None:
     """Export a run's episodes (and messages) as rows (docs/reports.md)."""
+    try:
+        _plugins(plugin)  # a plugin's message types and protocol, as the run had them
+    except UserError as exc:
+        raise _fail(exc) from None
     from mmsim.store import RunStore
     from mmsim.store.export import FORMATS, export_run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -102,7 +103,8 @@ def load_plugin_file(path: str | Path) -> None:
     p = Path(path)
     if not p.is_file():
         raise PluginError("plugin file not found", where=str(p))
-    name = f"mmsim_plugin_{abs(hash(str(p.resolve())))}"
+    # the same module name in every process (a Ray worker unpickles the plugin's objects)
+    name = "mmsim_plugin_" + hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:16]
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, p)

@@ -161,4 +161,46 @@ def compare(store_a: RunStore, store_b: RunStore, *, resamples: int = 1000, seed
     }
 
 
-__all__ = ["SCHEMA", "compare"]
+def compare_outcomes(store_a: RunStore, store_b: RunStore, *, resamples: int = 1000,
+                     seed: int = 0, run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:
+    """Run B minus run A for a protocol without a comparison of its own: the share of
+    episodes solved (the protocol's verified outcome), per agent x episode kind x condition
+    (the stored ``receiver``, ``kind`` and ``policy``), paired over shared sample ids with
+    the same bootstrap as :func:`compare`."""
+    def outcomes(store: RunStore) -> tuple[dict[str, Any], dict[Key, dict[str, float]]]:
+        cells: dict[Key, dict[str, float]] = defaultdict(dict)
+        for ep in store.episodes():
+            if ep["status"] == "done" and ep["solved"] is not None:
+                key = (ep["receiver"], ep["kind"], ep["policy"] or "")
+                cells[key][ep["sample_id"]] = float(bool(ep["solved"]))
+        return store.run() or {}, cells
+
+    run_a, cells_a = outcomes(store_a)
+    run_b, cells_b = outcomes(store_b)
+    rng = np.random.default_rng(seed)
+    keys = sorted(set(cells_a) & set(cells_b))
+    fp = [((r.get("manifest") or {}).get("dataset") or {}).get("fingerprint")
+          for r in (run_a, run_b)]
+
+    def info(run_dir: str, run: dict[str, Any]) -> dict[str, Any]:
+        manifest = run.get("manifest") or {}
+        return {"run_dir": run_dir, "run_id": run.get("run_id"), "name": run.get("name"),
+                "status": run.get("status"), "simulated": bool(manifest.get("simulated")),
+                "dataset_fingerprint": (manifest.get("dataset") or {}).get("fingerprint")}
+
+    return {
+        "schema": SCHEMA, "a": info(run_dir_a, run_a), "b": info(run_dir_b, run_b),
+        "same_dataset": fp[0] == fp[1],
+        "ci": {"method": "paired percentile bootstrap over shared sample ids", "level": 0.95,
+               "resamples": resamples, "seed": seed},
+        "key_names": ["agent", "episode kind", "condition"],
+        "metrics": ["solved"],
+        "cells": [{"receiver": k[0], "provider": k[1], "policy": k[2],
+                   "solved": _paired_binary(cells_a[k], cells_b[k], rng, resamples)}
+                  for k in keys],
+        "only_in_a": [list(k) for k in sorted(set(cells_a) - set(cells_b))],
+        "only_in_b": [list(k) for k in sorted(set(cells_b) - set(cells_a))],
+    }
+
+
+__all__ = ["SCHEMA", "compare", "compare_outcomes"]

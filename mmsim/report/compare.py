@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 _LABELS = {"accuracy": "accuracy", "correction_rate": "correction",
-           "parse_failure_rate": "parse failures"}
+           "parse_failure_rate": "parse failures", "solved": "solved"}
 
 
 def _p(v: float | None) -> str:
@@ -43,7 +43,7 @@ def render_compare(result: dict[str, Any]) -> Group:
                 "note: the runs' dataset fingerprints differ; only shared sample ids are paired.",
                 style="yellow")
     t = Table(title="Per-cell differences (percentage points)", title_justify="left")
-    for col in ("receiver", "provider", "policy"):
+    for col in result.get("key_names", ("receiver", "provider", "policy")):
         t.add_column(col)
     for m in result.get("metrics", []):
         t.add_column(f"{_LABELS.get(m, m)} A→B %", justify="right")

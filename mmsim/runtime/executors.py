@@ -88,7 +88,7 @@ async def play_jobs(phase: Phase, jobs: Iterable[Any], concurrency: int,
     await run_pool(jobs, concurrency, play, phase.stop)
 
 
-@dataclass(slots=True)
+@dataclass
 class RemoteSetup:
     """What remote workers need to play a run: the scenario, the run directory (for the
     data's assets) and every agent's params (``server:`` references resolved by the
@@ -97,6 +97,29 @@ class RemoteSetup:
     loaded: LoadedScenario
     run_dir: Path
     params: dict[str, dict[str, Any]]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the scenario travels as data: its class may come from a plugin the worker has
+        # not loaded yet when it unpickles this (it loads plugins, then rebuilds it)
+        loaded = self.loaded
+        return {"scenario": loaded.scenario.model_dump(mode="python"),
+                "loaded": loaded.model_dump(exclude={"scenario"}),
+                "run_dir": self.run_dir, "params": self.params}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.run_dir, self.params = state["run_dir"], state["params"]
+        self._state = state
+
+    def rebuild(self) -> None:
+        """The scenario as the driver had it (call once the plugins are loaded)."""
+        from mmsim.runtime.protocol import PROTOCOLS
+
+        state = getattr(self, "_state", None)
+        if state is None:
+            return
+        proto = PROTOCOLS.get(state["loaded"]["kind"])
+        scn = proto.scenario.model_validate(state["scenario"])
+        self.loaded = LoadedScenario(scenario=scn, **state["loaded"])
 
 
 class Executor:
@@ -168,6 +191,7 @@ class EpisodeWorker:
         load_entry_points()
         for p in plugins:
             load_plugin_file(p)
+        setup.rebuild()
         self.setup = setup
         loaded = setup.loaded
         self.proto = PROTOCOLS.get(loaded.kind)

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from mmsim.backends.base import Backend, BackendFactory
 from mmsim.data.sample import Sample, dataset_fingerprint
 from mmsim.errors import UserError
+from mmsim.metrics.compare import compare_outcomes
 from mmsim.registry import Registry
 from mmsim.runtime.pool import Jobs
 from mmsim.runtime.progress import Progress
@@ -205,6 +206,13 @@ class EvalProtocol(Generic[S, D]):
     def print_table(self, metrics: dict[str, Any], console: Console) -> None:
         """The run's figures in the terminal."""
         console.print_json(data=metrics)
+
+    def compare(self, store_a: RunStore, store_b: RunStore, *, resamples: int, seed: int,
+                run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:
+        """Run B minus run A (``mmsim compare``). Default: the share of episodes solved
+        per agent x episode kind x condition, paired over shared items."""
+        return compare_outcomes(store_a, store_b, resamples=resamples, seed=seed,
+                                run_dir_a=run_dir_a, run_dir_b=run_dir_b)
 
 
 def _listed(value: Any) -> list[Any]:

@@ -68,6 +68,14 @@ class InterFeedback(EvalProtocol[Scenario, list[Sample]]):
 
         print_table(metrics, console)
 
+    def compare(self, store_a: RunStore, store_b: RunStore, *, resamples: int, seed: int,
+                run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:
+        """Per receiver x provider x policy: accuracy, correction and parse-failure rates."""
+        from mmsim.metrics.compare import compare
+
+        return compare(store_a, store_b, resamples=resamples, seed=seed,
+                       run_dir_a=run_dir_a, run_dir_b=run_dir_b)
+
 
 __all__ = ["EpisodeFailed", "EpisodeState", "InterFeedback", "InterFeedbackEnv",
            "InterFeedbackRun", "PolicyPlan", "PolicySpec", "ProtocolSpec", "RoundPolicy",
