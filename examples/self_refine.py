@@ -177,10 +177,9 @@ class SelfRefineRun(ProtocolRun[SelfRefineScenario, list[Sample]]):
         env = SelfRefineEnv(sample, self.run_id, eid, actors.judges[self.scn.judge.name],
                             self.scn.max_revisions, self.scn.accept, self.scn.seed)
         obs: Observation | None = env.reset()
-        rec = EpisodeRecord(episode_id=eid, run_id=self.run_id, kind=KIND,
-                            receiver=model_name, provider=self.scn.judge.name, sample_id=sid,
-                            category=sample.category, status="done",
-                            n_options=len(sample.answer_format.letters))
+        rec = EpisodeRecord(episode_id=eid, run_id=self.run_id, kind=KIND, model=model_name,
+                            judge=self.scn.judge.name, sample_id=sid,
+                            category=sample.category, status="done")
         messages: list[Any] = []
         turns = 0
         while obs is not None:
@@ -195,15 +194,16 @@ class SelfRefineRun(ProtocolRun[SelfRefineScenario, list[Sample]]):
             messages += [verdict, env.steps[-1]]
             rec.n_responses += 1
             rec.n_unparsed += int(resp.answer is None)
-            rec.prompt_tokens += resp.usage.prompt_tokens
-            rec.completion_tokens += resp.usage.completion_tokens
-            rec.feedback_tokens += verdict.usage.prompt_tokens + verdict.usage.completion_tokens
+            rec.model_prompt_tokens += resp.usage.prompt_tokens
+            rec.model_completion_tokens += resp.usage.completion_tokens
+            rec.judge_prompt_tokens += verdict.usage.prompt_tokens
+            rec.judge_completion_tokens += verdict.usage.completion_tokens
             if done:  # the reward of the last answer is the episode's outcome
-                rec.solved = reward >= 1.0
+                rec.solved, rec.reward = reward >= 1.0, reward
         first = env.steps[0]
         rec.first_correct = first.correct
         rec.first_unparsed = first.answer is None
-        rec.rounds = len(env.steps) - 1
+        rec.payload = {"revisions": len(env.steps) - 1}
         rec.messages = tuple(messages)
         return Played(rec, turns=turns)
 
@@ -225,10 +225,10 @@ def compute(store: RunStore) -> dict[str, Any]:
     failed: dict[str, int] = defaultdict(int)
     for ep in store.episodes(KIND):
         if ep["status"] != "done":
-            failed[ep["receiver"]] += 1
+            failed[ep["model"]] += 1
             continue
         steps = [m for m in store.messages(ep["episode_id"]) if m["kind"] == "refine_step"]
-        by_model[ep["receiver"]].append(steps)
+        by_model[ep["model"]].append(steps)
     models = []
     for name in sorted(by_model):
         eps = by_model[name]

@@ -74,7 +74,7 @@ def forget_episodes(out: Path) -> None:
 
 
 OUTCOME = ("status", "first_correct", "solved", "corrected_round", "rounds", "n_responses",
-           "n_unparsed", "n_feedback", "prompt_tokens", "completion_tokens")
+           "n_unparsed", "n_feedback", "model_prompt_tokens", "model_completion_tokens")
 
 
 def ask_concurrently(backend: Backend, n: int) -> list[tuple[str, int] | str]:

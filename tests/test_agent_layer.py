@@ -65,7 +65,7 @@ def _scenario(tmp: Path, name: str, mode: str, cache: str = "") -> Path:
 def _episodes(run_dir: Path) -> list[dict[str, Any]]:
     store = RunStore.open(run_dir, create=False)
     try:
-        return [e for e in store.episodes() if e["receiver"] != "prov"]
+        return [e for e in store.episodes() if e["model"] != "prov"]
     finally:
         store.close()
 
@@ -76,7 +76,7 @@ def test_a_plugin_backend_is_retried_and_its_retries_are_recorded(tmp_path: Path
     eps = _episodes(tmp_path / "run")
     screens = [e for e in eps if e["kind"] == "screen"]
     assert len(screens) == 12 and all(e["status"] == "done" for e in eps)
-    assert all(e["retries"] == 2 for e in screens)  # two timeouts, then an answer
+    assert all(e["model_retries"] == 2 for e in screens)  # two timeouts, then an answer
 
 
 def test_a_plugin_backend_that_fails_for_good_fails_its_episodes_not_the_run(

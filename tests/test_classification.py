@@ -263,7 +263,7 @@ def test_metrics_on_hand_made_results(tmp_path: Path) -> None:
         res = ClassificationResult(run_id="r", episode_id=eid, turn=0, sender="env",
                                    protocol=proto, items=tuple(items), **kw)
         recs.append(EpisodeRecord(episode_id=eid, run_id="r", kind="classification",
-                                  receiver="m", sample_id=eid, category="", status="done",
+                                  model="m", sample_id=eid, category="", status="done",
                                   messages=(res,)))
 
     # closed: a right, b off-list mapped right, c off-list mapped wrong, d unparsed;

@@ -136,7 +136,9 @@ def test_export_jsonl_csv_parquet(runs: tuple[Path, Path], tmp_path: Path) -> No
     assert r.exit_code == 0, r.output
     t = pq.read_table(out)
     assert t.num_rows == n_eps and str(t.schema.field("solved").type) == "bool"
-    assert str(t.schema.field("rounds").type) == "int64"
+    assert str(t.schema.field("model_prompt_tokens").type) == "int64"
+    # the protocol's own fields travel as one JSON column
+    assert all("rounds" in json.loads(p) for p in t.column("payload").to_pylist())
     assert pq.read_table(tmp_path / "eps.messages.parquet").num_rows == n_msgs
 
     r = cli.invoke(app, ["export", str(runs[0])])  # default: RUN_DIR/episodes.jsonl

@@ -177,7 +177,7 @@ def test_feedback_messages_are_stored(small_scenario: Path, tmp_path: Path) -> N
     fb = [Feedback.model_validate({**{k: v for k, v in m.items() if k != "seq"},
                                    "run_id": "r", "episode_id": "e"}) for m in msgs
           if m["kind"] == "feedback"]
-    assert all(f.policy == ep["policy"] for f in fb)
+    assert all(f.policy == ep["condition"] for f in fb)
     store.close()
 
 

@@ -38,8 +38,9 @@ class SlowStore(RunStore):
 
 
 def _record(i: int) -> EpisodeRecord:
-    return EpisodeRecord(episode_id=f"e{i:05d}", run_id="r", kind="screen", receiver="a",
-                         sample_id=f"s{i}", category="c", status="done", rounds=1)
+    return EpisodeRecord(episode_id=f"e{i:05d}", run_id="r", kind="screen", model="a",
+                         sample_id=f"s{i}", category="c", status="done",
+                         payload={"rounds": 1})
 
 
 def _stored_ids(run_dir: Path) -> list[str]:
@@ -184,7 +185,7 @@ def test_episode_id_set_at_scale_and_store_queries(tmp_path: Path) -> None:
     store = RunStore.open(tmp_path)
     names = ["screen/a/1", "screen/b/2", "screen0", "screen", "screen.x", "screen/zz/é",
              "feedback/a/p/binary/1", "failed/one"]
-    recs = [EpisodeRecord(episode_id=n, run_id="r", kind="screen", receiver="a",
+    recs = [EpisodeRecord(episode_id=n, run_id="r", kind="screen", model="a",
                           sample_id="s", category="c",
                           status="failed" if n.startswith("failed") else "done")
             for n in names]

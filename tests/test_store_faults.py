@@ -164,7 +164,7 @@ def test_write_on_locked_store_raises_store_error(tmp_path: Path) -> None:
     store.conn.execute("PRAGMA busy_timeout = 50")
     holder = sqlite3.connect(tmp_path / "mmsim.sqlite", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
-    rec = EpisodeRecord(episode_id="e1", run_id="r", kind="screen", receiver="a",
+    rec = EpisodeRecord(episode_id="e1", run_id="r", kind="screen", model="a",
                         sample_id="s", category="c", status="done")
     with pytest.raises(StoreError, match="locked by another process"):
         store.write_episodes([rec])

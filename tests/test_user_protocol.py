@@ -58,7 +58,7 @@ def _independent(run_dir: Path, max_rev: int) -> dict[str, list[float]]:
             s = samples[ep["sample_id"]]
             answers = [m["answer"] for m in store.messages(ep["episode_id"])
                        if m["kind"] == "response"]
-            per_model.setdefault(ep["receiver"], []).append(
+            per_model.setdefault(ep["model"], []).append(
                 [check_answer(a, s.answer, s.answer_format) for a in answers])
     finally:
         store.close()

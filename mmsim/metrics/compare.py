@@ -43,9 +43,9 @@ class _RunItems:
             if ep["status"] != "done":
                 continue
             if ep["kind"] == "screen":
-                self.screen[ep["receiver"]][ep["sample_id"]] = ep
+                self.screen[ep["model"]][ep["sample_id"]] = ep
             elif ep["kind"] == "feedback":
-                self.cells[(ep["receiver"], ep["provider"], ep["policy"])][ep["sample_id"]] = ep
+                self.cells[(ep["model"], ep["provider"], ep["condition"])][ep["sample_id"]] = ep
         scenario = self.run.get("scenario") or {}
         self.keys: list[Key] = [
             (r["name"], p["name"], pol["name"])
@@ -171,7 +171,7 @@ def compare_outcomes(store_a: RunStore, store_b: RunStore, *, resamples: int = 1
         cells: dict[Key, dict[str, float]] = defaultdict(dict)
         for ep in store.episodes():
             if ep["status"] == "done" and ep["solved"] is not None:
-                key = (ep["receiver"], ep["kind"], ep["policy"] or "")
+                key = (ep["model"], ep["kind"], ep["condition"] or "")
                 cells[key][ep["sample_id"]] = float(bool(ep["solved"]))
         return store.run() or {}, cells
 

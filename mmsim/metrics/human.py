@@ -54,7 +54,7 @@ def human_metrics(store: RunStore, scenario: dict[str, Any]) -> dict[str, Any] |
     for ep in store.episodes("feedback"):
         if ep["provider"] not in humans:
             continue
-        key = (ep["receiver"], ep["provider"], ep["policy"])
+        key = (ep["model"], ep["provider"], ep["condition"])
         if ep["status"] == "done":
             cells[key].append(ep)
         else:
@@ -110,9 +110,9 @@ def human_metrics(store: RunStore, scenario: dict[str, Any]) -> dict[str, Any] |
     a_failed: Counter[tuple[str, str]] = Counter()
     for ep in annotate:
         if ep["status"] == "done":
-            groups[(ep["receiver"], ep["provider"])].append(ep)
+            groups[(ep["model"], ep["provider"])].append(ep)
         else:
-            a_failed[(ep["receiver"], ep["provider"])] += 1
+            a_failed[(ep["model"], ep["provider"])] += 1
     annotate_out = []
     for pair in sorted(set(groups) | set(a_failed)):
         eps = groups.get(pair, [])

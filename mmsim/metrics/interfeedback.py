@@ -76,27 +76,27 @@ def usage_figures(store: RunStore, scenario: dict[str, Any]) -> dict[str, Any]:
         lambda: {"receiver": 0, "provider": 0})
     first: dict[tuple[str, str], tuple[int, int]] = {}
     for ep in store.episodes("screen"):
-        name = ep["receiver"]
-        agent_retries[name] += ep["retries"]
-        first[(name, ep["sample_id"])] = (ep["prompt_tokens"], ep["completion_tokens"])
-        agent_cost[name]["screening"] += _cost(prices.get(name), ep["prompt_tokens"],
-                                               ep["completion_tokens"]) or 0.0
+        name = ep["model"]
+        agent_retries[name] += ep["model_retries"]
+        first[(name, ep["sample_id"])] = (ep["model_prompt_tokens"], ep["model_completion_tokens"])
+        agent_cost[name]["screening"] += _cost(prices.get(name), ep["model_prompt_tokens"],
+                                               ep["model_completion_tokens"]) or 0.0
     for ep in store.episodes("feedback"):
-        r, p = ep["receiver"], ep["provider"]
-        key = (r, p, ep["policy"])
+        r, p = ep["model"], ep["provider"]
+        key = (r, p, ep["condition"])
         f_pt, f_ct = first.get((r, ep["sample_id"]), (0, 0))
-        rc = _cost(prices.get(r), max(0, ep["prompt_tokens"] - f_pt),
-                   max(0, ep["completion_tokens"] - f_ct)) or 0.0
-        fct = ep["feedback_completion_tokens"]
-        pc = _cost(prices.get(p), ep["feedback_tokens"] - fct, fct) or 0.0
+        rc = _cost(prices.get(r), max(0, ep["model_prompt_tokens"] - f_pt),
+                   max(0, ep["model_completion_tokens"] - f_ct)) or 0.0
+        pc = _cost(prices.get(p), ep["provider_prompt_tokens"],
+                   ep["provider_completion_tokens"]) or 0.0
         agent_cost[r]["receiver"] += rc
         agent_cost[p]["provider"] += pc
         cell_cost[key]["receiver"] += rc
         cell_cost[key]["provider"] += pc
-        agent_retries[r] += ep["retries"]
-        agent_retries[p] += ep["feedback_retries"]
-        cell_retries[key]["receiver"] += ep["retries"]
-        cell_retries[key]["provider"] += ep["feedback_retries"]
+        agent_retries[r] += ep["model_retries"]
+        agent_retries[p] += ep["provider_retries"]
+        cell_retries[key]["receiver"] += ep["model_retries"]
+        cell_retries[key]["provider"] += ep["provider_retries"]
     currencies = {str(v.get("currency", "USD")) for v in prices.values()}
     currency = currencies.pop() if len(currencies) == 1 else "mixed"
     agents: dict[str, dict[str, Any]] = {}
@@ -146,13 +146,13 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
     screen_failed: dict[str, int] = defaultdict(int)
     for ep in store.episodes("screen"):
         if ep["status"] == "done":
-            screen[ep["receiver"]][ep["sample_id"]] = ep
+            screen[ep["model"]][ep["sample_id"]] = ep
         else:
-            screen_failed[ep["receiver"]] += 1
+            screen_failed[ep["model"]] += 1
     cells: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     cell_failed: dict[tuple[str, str, str], int] = defaultdict(int)
     for ep in store.episodes("feedback"):
-        key = (ep["receiver"], ep["provider"], ep["policy"])
+        key = (ep["model"], ep["provider"], ep["condition"])
         if ep["status"] == "done":
             cells[key].append(ep)
         else:
@@ -176,8 +176,8 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
             "parse_failure_rate": unparsed / n if n else None, "n_unparsed": unparsed,
             "failed": screen_failed.get(name, 0),
             "simulated": any(bool(e["simulated"]) for e in eps),
-            "tokens": {"prompt": sum(e["prompt_tokens"] for e in eps),
-                       "completion": sum(e["completion_tokens"] for e in eps)},
+            "tokens": {"prompt": sum(e["model_prompt_tokens"] for e in eps),
+                       "completion": sum(e["model_completion_tokens"] for e in eps)},
             **usage["agents"].get(name, {"retries": 0, "cost": None}),
         })
 
@@ -235,9 +235,11 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
                     "leak_rate": n_leak / n_fb if n_fb else None,
                     "failed": cell_failed.get(key, 0),
                     "mean_rounds": (sum(e["rounds"] for e in eps) / n_test) if n_test else None,
-                    "tokens": {"receiver_prompt": sum(e["prompt_tokens"] for e in eps),
-                               "receiver_completion": sum(e["completion_tokens"] for e in eps),
-                               "feedback": sum(e["feedback_tokens"] for e in eps)},
+                    "tokens": {"receiver_prompt": sum(e["model_prompt_tokens"] for e in eps),
+                               "receiver_completion": sum(e["model_completion_tokens"]
+                                                          for e in eps),
+                               "feedback": sum(e["provider_prompt_tokens"]
+                                            + e["provider_completion_tokens"] for e in eps)},
                     "by_category": {c: {"n_test": v[1], "n_corrected": v[0],
                                         "correction_rate": v[0] / v[1]}
                                     for c, v in sorted(cats.items())},

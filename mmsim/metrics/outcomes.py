@@ -69,7 +69,7 @@ def classify(store: RunStore) -> list[EpisodeOutcome]:
     out: list[EpisodeOutcome] = []
     for ep in store.episodes():
         eid = ep["episode_id"]
-        rounds = int(ep["rounds"] or 0)
+        rounds = int(ep.get("rounds") or 0)  # a protocol's own field (payload)
         if ep["status"] != "done":
             outcome = "failed"
         elif regressed(grades.get(eid, [])):
@@ -82,7 +82,7 @@ def classify(store: RunStore) -> list[EpisodeOutcome]:
             outcome = "correct" if ep["solved"] else "wrong"
         elif ep["solved"]:
             outcome = "corrected"
-            rounds = int(ep["corrected_round"] or rounds)
+            rounds = int(ep.get("corrected_round") or rounds)
         else:
             outcome = "never_corrected"
         out.append(EpisodeOutcome(eid, outcome, rounds, ep))

@@ -165,25 +165,24 @@ def tokens(ctx: RunContext) -> str | None:
     feedback_eps = []
     for ep in ctx.store.episodes():
         if ep["kind"] == "screen":
-            screen[(ep["receiver"], ep["sample_id"])] = (ep["prompt_tokens"],
-                                                          ep["completion_tokens"])
-            row = per[("screening", ep["receiver"])]
-            row[0] += ep["prompt_tokens"]
-            row[1] += ep["completion_tokens"]
+            screen[(ep["model"], ep["sample_id"])] = (ep["model_prompt_tokens"],
+                                                          ep["model_completion_tokens"])
+            row = per[("screening", ep["model"])]
+            row[0] += ep["model_prompt_tokens"]
+            row[1] += ep["model_completion_tokens"]
             row[2] += 1
         elif ep["kind"] == "feedback":
             feedback_eps.append(ep)
     for ep in feedback_eps:
         # a feedback episode's tokens include its round-0 answer, reused from screening
-        p0, c0 = screen.get((ep["receiver"], ep["sample_id"]), (0, 0))
-        row = per[("receiver", ep["receiver"])]
-        row[0] += max(0, ep["prompt_tokens"] - p0)
-        row[1] += max(0, ep["completion_tokens"] - c0)
+        p0, c0 = screen.get((ep["model"], ep["sample_id"]), (0, 0))
+        row = per[("receiver", ep["model"])]
+        row[0] += max(0, ep["model_prompt_tokens"] - p0)
+        row[1] += max(0, ep["model_completion_tokens"] - c0)
         row[2] += 1
         prow = per[("provider", ep["provider"])]
-        fct = int(ep.get("feedback_completion_tokens") or 0)
-        prow[0] += ep["feedback_tokens"] - fct
-        prow[1] += fct
+        prow[0] += ep["provider_prompt_tokens"]
+        prow[1] += ep["provider_completion_tokens"]
         prow[2] += 1
     if not per:
         return None

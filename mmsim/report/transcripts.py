@@ -172,8 +172,8 @@ def episode_view(store: RunStore, eo: EpisodeOutcome, bank: ImageBank, run_dir: 
             events.append({"t": str(kind), "round": m.get("turn"),
                            "text": _clip(json.dumps(rest, ensure_ascii=False, default=str))})
     return {"run": run_index, "id": eo.episode_id, "kind": ep["kind"],
-            "receiver": ep["receiver"], "provider": ep["provider"] or "—",
-            "policy": ep["policy"] or "—", "sample": ep["sample_id"],
+            "receiver": ep["model"] or ep["judge"], "provider": ep["provider"] or "—",
+            "policy": ep["condition"] or "—", "sample": ep["sample_id"],
             "category": ep["category"], "outcome": eo.outcome, "round": eo.round,
             "status": ep["status"], "error": ep["error"], "simulated": bool(ep["simulated"]),
             "events": events}

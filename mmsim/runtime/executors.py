@@ -70,19 +70,25 @@ async def play_jobs(phase: Phase, jobs: Iterable[Any], concurrency: int,
         phase.tally
     progress = tally.progress
 
+    protocol = run.loaded.kind
+
     async def play(job: Any) -> None:
         p = await run.play(name, job, actors)
+        rec = p.record
+        rec.protocol = protocol
+        if rec.reward is None and rec.solved is not None:
+            rec.reward = 1.0 if rec.solved else 0.0  # the verified outcome, by default
         if p.output is not None:
             if outputs is None:
                 run.collect(name, job, p.output)
             else:
                 outputs.append((job, p.output))
         tally.turns += p.turns
-        if p.record.status == "failed":
+        if rec.status == "failed":
             tally.failed += 1
         else:
             tally.played += 1
-        await sink.add(p.record)
+        await sink.add(rec)
         progress.advance(1)
 
     await run_pool(jobs, concurrency, play, phase.stop)

@@ -1,6 +1,7 @@
 """Export a run's episodes (and messages) as JSONL, CSV or Parquet rows.
 
-Episode rows are the ``episodes`` table (one row per episode, see docs/reports.md). Message
+Episode rows are the ``episodes`` table (one row per episode, see docs/reports.md), the
+protocol's own fields as one JSON ``payload`` column. Message
 rows are flattened: envelope, the common text/answer/grade/feedback fields, and the stored
 payload as a JSON string. Observations are exported as stored, i.e. as deltas: the first
 observation of an episode holds the whole conversation, each later one only the turns
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from mmsim.errors import UserError
-from mmsim.store.sqlite import _EPISODE_COLUMNS, RunStore
+from mmsim.store.schema import EPISODE_COLUMNS as _EPISODE_COLUMNS
+from mmsim.store.sqlite import RunStore
 
 FORMATS = ("jsonl", "csv", "parquet")
 EPISODE_COLUMNS: tuple[str, ...] = _EPISODE_COLUMNS
@@ -29,15 +31,17 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "conversation_from", "images", "payload")
 _BOOL = {"first_correct", "first_unparsed", "solved", "simulated", "correct", "unparsed",
          "leaked", "reveals_answer"}
-_INT = {"corrected_round", "rounds", "n_options", "n_responses", "n_unparsed", "n_feedback",
-        "n_leaked", "prompt_tokens", "completion_tokens", "feedback_tokens", "seq", "turn",
-        "conversation_from"}
-_FLOAT = {"latency_s", "finished_at"}
+_INT = {"n_responses", "n_unparsed", "model_prompt_tokens", "model_completion_tokens",
+        "model_retries", "provider_prompt_tokens", "provider_completion_tokens",
+        "provider_retries", "judge_prompt_tokens", "judge_completion_tokens", "judge_retries",
+        "prompt_tokens", "completion_tokens", "seq", "turn", "conversation_from"}
+_FLOAT = {"latency_s", "finished_at", "reward"}
 
 
 def episode_rows(store: RunStore) -> Iterator[dict[str, Any]]:
     for ep in store.episodes():
-        row = dict(ep)
+        row = {k: ep[k] for k in EPISODE_COLUMNS}
+        row["payload"] = json.dumps(ep["payload"], sort_keys=True)  # the protocol's own
         for k in _BOOL & row.keys():
             row[k] = None if row[k] is None else bool(row[k])
         yield row

@@ -27,91 +27,69 @@ from typing import IO, Any
 from pydantic import BaseModel
 from pydantic_core import to_json
 
+from mmsim._version import __version__
 from mmsim.errors import StoreError, UserError
+from mmsim.store.migrate import migrate_v1
+from mmsim.store.schema import EPISODE_COLUMNS as _EPISODE_COLUMNS
+from mmsim.store.schema import EPISODES_INDEX, EPISODES_TABLE, SCHEMA, SCHEMA_VERSION
 
 DB_NAME = "mmsim.sqlite"
 LOCK_NAME = "mmsim.lock"  # held (flock) by the one process writing the run
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs(
-  run_id TEXT PRIMARY KEY, name TEXT NOT NULL, scenario_hash TEXT NOT NULL,
-  scenario TEXT NOT NULL, manifest TEXT NOT NULL, created_at REAL NOT NULL,
-  status TEXT NOT NULL, finished_at REAL);
-CREATE TABLE IF NOT EXISTS episodes(
-  episode_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, kind TEXT NOT NULL,
-  receiver TEXT NOT NULL, provider TEXT NOT NULL, policy TEXT NOT NULL,
-  sample_id TEXT NOT NULL, category TEXT NOT NULL, status TEXT NOT NULL, error TEXT,
-  first_correct INTEGER, first_unparsed INTEGER, solved INTEGER, corrected_round INTEGER,
-  rounds INTEGER NOT NULL, n_options INTEGER NOT NULL,
-  n_responses INTEGER NOT NULL, n_unparsed INTEGER NOT NULL,
-  n_feedback INTEGER NOT NULL, n_leaked INTEGER NOT NULL,
-  prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
-  feedback_tokens INTEGER NOT NULL, latency_s REAL NOT NULL, simulated INTEGER NOT NULL,
-  finished_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS episodes_cell ON episodes(kind, receiver, provider, policy);
-CREATE TABLE IF NOT EXISTS messages(
-  episode_id TEXT NOT NULL, seq INTEGER NOT NULL, turn INTEGER NOT NULL,
-  sender TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL,
-  PRIMARY KEY(episode_id, seq)) WITHOUT ROWID;
-"""
-
-_EPISODE_COLUMNS = (
-    "episode_id", "run_id", "kind", "receiver", "provider", "policy", "sample_id", "category",
-    "status", "error", "first_correct", "first_unparsed", "solved", "corrected_round",
-    "rounds", "n_options", "n_responses", "n_unparsed", "n_feedback", "n_leaked",
-    "prompt_tokens", "completion_tokens", "feedback_tokens", "latency_s", "simulated",
-    "finished_at", "retries", "feedback_retries", "feedback_completion_tokens",
-)
-#: Columns added after schema version 1 shipped: ``ALTER TABLE``-ed into older stores.
-_ADDED_COLUMNS = (("retries", "INTEGER NOT NULL DEFAULT 0"),
-                  ("feedback_retries", "INTEGER NOT NULL DEFAULT 0"),
-                  ("feedback_completion_tokens", "INTEGER NOT NULL DEFAULT 0"))
-
-
 @dataclass(slots=True)
 class EpisodeRecord:
-    """A finished (or failed) episode with its messages, as it is stored."""
+    """A finished (or failed) episode with its messages, as it is stored.
+
+    Every protocol fills the common fields with the same meaning: the agents by role
+    (``model``: the agent that answers; ``provider``: who gives feedback; ``judge``: who
+    scores), the ``condition`` the episode was played under (InterFeedback's policy,
+    classification's protocol, a dynamic task family, a video phase...), the outcome
+    (``first_correct``, ``solved``, ``reward``), tokens and retries by role, timings and
+    the error of a failed episode. What only one protocol means goes in ``payload``
+    (InterFeedback: ``rounds``, ``corrected_round``, ``n_feedback``, ``n_leaked``...).
+    """
 
     episode_id: str
     run_id: str
-    kind: str  # "screen" or "feedback"
-    receiver: str
+    kind: str  # the protocol's episode kind ("screen", "feedback", "dyn_task", ...)
     sample_id: str
     category: str
     status: str  # "done" or "failed"
+    protocol: str = ""  # the protocol's name (the scenario's kind)
+    condition: str = ""
+    model: str = ""
     provider: str = ""
-    policy: str = ""
+    judge: str = ""
     error: str | None = None
     first_correct: bool | None = None
     first_unparsed: bool | None = None
     solved: bool | None = None
-    corrected_round: int | None = None
-    rounds: int = 0
-    n_options: int = 0
-    n_responses: int = 0
-    n_unparsed: int = 0
-    n_feedback: int = 0
-    n_leaked: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    feedback_tokens: int = 0
+    reward: float | None = None
+    n_responses: int = 0  # the model's replies
+    n_unparsed: int = 0  # of them, with no answer extracted
+    model_prompt_tokens: int = 0
+    model_completion_tokens: int = 0
+    model_retries: int = 0  # infrastructure faults retried on the model's calls
+    provider_prompt_tokens: int = 0
+    provider_completion_tokens: int = 0
+    provider_retries: int = 0
+    judge_prompt_tokens: int = 0
+    judge_completion_tokens: int = 0
+    judge_retries: int = 0
     latency_s: float = 0.0
     simulated: bool = False
+    payload: dict[str, Any] = field(default_factory=dict)
     messages: Sequence[BaseModel] = field(default_factory=tuple)
-    retries: int = 0  # receiver calls' retries (infrastructure faults)
-    feedback_retries: int = 0  # provider calls' retries
-    feedback_completion_tokens: int = 0  # the completion part of feedback_tokens
 
     def row(self, now: float) -> tuple[Any, ...]:
-        return (self.episode_id, self.run_id, self.kind, self.receiver, self.provider,
-                self.policy, self.sample_id, self.category, self.status, self.error,
-                self.first_correct, self.first_unparsed, self.solved, self.corrected_round,
-                self.rounds, self.n_options, self.n_responses, self.n_unparsed,
-                self.n_feedback, self.n_leaked, self.prompt_tokens, self.completion_tokens,
-                self.feedback_tokens, self.latency_s, self.simulated, now, self.retries,
-                self.feedback_retries, self.feedback_completion_tokens)
+        return (self.episode_id, self.run_id, self.protocol, self.kind, self.sample_id,
+                self.category, self.condition, self.status, self.error, self.model,
+                self.provider, self.judge, self.first_correct, self.first_unparsed,
+                self.solved, self.reward, self.n_responses, self.n_unparsed,
+                self.model_prompt_tokens, self.model_completion_tokens, self.model_retries,
+                self.provider_prompt_tokens, self.provider_completion_tokens,
+                self.provider_retries, self.judge_prompt_tokens,
+                self.judge_completion_tokens, self.judge_retries, self.latency_s,
+                self.simulated, now, _dumps(self.payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,18 +394,21 @@ class RunStore:
                                    timeout=BUSY_TIMEOUT_S)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            have = {r[1] for r in conn.execute("PRAGMA table_info(episodes)")}
-            for col, decl in _ADDED_COLUMNS:
-                if col not in have:
-                    conn.execute(f"ALTER TABLE episodes ADD COLUMN {col} {decl}")
+            conn.executescript(SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
+            version = int(row[0]) if row is not None else None
+            if version == 1:
+                migrate_v1(conn)
+            elif version is not None and version != SCHEMA_VERSION:
+                raise UserError(
+                    f"this run was written by a newer mmsim (store schema {version}); "
+                    f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
+                    where=str(path))
+            conn.execute(EPISODES_TABLE)
+            conn.execute(EPISODES_INDEX)
+            if version is None:
                 conn.execute("INSERT INTO meta VALUES('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise UserError(f"store schema version {row[0]} is not supported "
-                                f"(this mmsim writes {SCHEMA_VERSION})", where=str(path))
         except sqlite3.OperationalError as exc:
             if _environmental(exc):
                 raise store_error(exc, path) from None
@@ -546,6 +527,8 @@ class RunStore:
         self.write_encoded([self.encode(r, now) for r in records])
 
     def episodes(self, kind: str | None = None) -> Iterator[dict[str, Any]]:
+        """Stored episodes (of one ``kind``), by id: every column (booleans as 0/1), and
+        ``payload`` parsed (its keys are also given at the top level, for reading)."""
         q = f"SELECT {','.join(_EPISODE_COLUMNS)} FROM episodes"
         args: tuple[Any, ...] = ()
         if kind is not None:
@@ -553,7 +536,12 @@ class RunStore:
             args = (kind,)
         q += " ORDER BY episode_id"
         for row in self.conn.execute(q, args):
-            yield dict(zip(_EPISODE_COLUMNS, row, strict=True))
+            ep = dict(zip(_EPISODE_COLUMNS, row, strict=True))
+            payload = json.loads(ep["payload"])
+            ep["payload"] = payload
+            for k, v in payload.items():
+                ep.setdefault(k, v)
+            yield ep
 
     def messages(self, episode_id: str) -> list[dict[str, Any]]:
         """An episode's messages in order; every observation has its whole conversation."""

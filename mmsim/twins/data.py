@@ -171,7 +171,7 @@ def _read(store: RunStore, run_dir: Path) -> RunData:
         replies = [Answer(g.get("answer") if not g.get("unparsed") else None,
                           bool(g["correct"])) for g in grades]
         if e["kind"] == "screen":
-            screen[e["receiver"]][sid] = replies[0]
+            screen[e["model"]][sid] = replies[0]
             continue
         fbs = [m for m in ms if m["kind"] == "feedback"]
         for r, fb in enumerate(fbs, start=1):
@@ -182,11 +182,11 @@ def _read(store: RunStore, run_dir: Path) -> RunData:
                 fb["feedback_kind"] == "detailed" and not fb.get("reveals_answer")
                 and "the correct answer is" in str(fb.get("text", "")).lower())
             feedback[e["provider"]].append((str(fb["feedback_kind"]), helpful, leaked))
-            policy_kinds[e["policy"]].setdefault(r, str(fb["feedback_kind"]))
+            policy_kinds[e["condition"]].setdefault(r, str(fb["feedback_kind"]))
             if r >= len(replies):
                 break
             previous = tuple(a.answer for a in replies[:r] if a.answer is not None)
-            steps.append(Step(agent=e["receiver"], provider=e["provider"], policy=e["policy"],
+            steps.append(Step(agent=e["model"], provider=e["provider"], policy=e["condition"],
                               item=sid, round=r,
                               kind=effective_kind(str(fb["feedback_kind"]), helpful),
                               previous=previous, reply=replies[r]))

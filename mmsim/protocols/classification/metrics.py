@@ -50,12 +50,12 @@ def load_results(store: RunStore) -> tuple[dict[str, list[dict[str, Any]]], dict
     failed: dict[str, int] = defaultdict(int)
     for ep in store.episodes(EPISODE_KIND):
         if ep["status"] != "done":
-            failed[ep["receiver"]] += 1
+            failed[ep["model"]] += 1
             continue
         for m in store.messages(ep["episode_id"]):
             if m["kind"] == "cls_result":
                 m["simulated"] = bool(ep["simulated"])
-                results[ep["receiver"]].append(m)
+                results[ep["model"]].append(m)
     return results, failed
 
 

@@ -250,14 +250,14 @@ class ClassificationRun(ProtocolRun[ClassificationScenario, ClassificationData])
         first = unit.items[0]
         rec = EpisodeRecord(
             episode_id=unit.episode_id, run_id=self.run_id, kind=EPISODE_KIND,
-            receiver=unit.model,
-            policy=unit.protocol if unit.protocol != "batch" else f"batch{unit.batch_size}",
+            model=unit.model,
+            condition=unit.protocol if unit.protocol != "batch" else f"batch{unit.batch_size}",
             sample_id=f"{unit.group}/o{unit.order}" if unit.group else first.id,
             category=first.category if not unit.group else f"batch{unit.batch_size}",
-            status="done", n_options=len(unit.options) or len(data.classes),
-            n_responses=1, prompt_tokens=resp.usage.prompt_tokens,
-            completion_tokens=resp.usage.completion_tokens, latency_s=resp.latency_s,
-            simulated=resp.simulated)
+            status="done", payload={"n_options": len(unit.options) or len(data.classes)},
+            n_responses=1, model_prompt_tokens=resp.usage.prompt_tokens,
+            model_completion_tokens=resp.usage.completion_tokens, latency_s=resp.latency_s,
+            model_retries=resp.usage.retries, simulated=resp.simulated)
         if resp.parse == "error":
             rec.status, rec.error, rec.messages = "failed", resp.error, (obs, resp)
             log.warning("episode.failed", episode=unit.episode_id, reason=resp.error)

@@ -234,7 +234,7 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
         key = u.episode_id
         judge = actors.judges[u.judge]
         rec = EpisodeRecord(episode_id=key, run_id=self.run_id, kind=EP_CALIB,
-                            receiver=u.judge, policy="calibration", sample_id=p.pair_id,
+                            judge=u.judge, condition="calibration", sample_id=p.pair_id,
                             category=p.perturbation, status="done",
                             simulated=judge.backend.simulated)
         try:
@@ -253,9 +253,10 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
                         judge_parse=v.parse, judge_prompt_tokens=v.usage.prompt_tokens,
                         judge_completion_tokens=v.usage.completion_tokens, label=p.label,
                         perturbation=p.perturbation, judge_run=u.run, pair_id=p.pair_id)
-        rec.prompt_tokens = v.usage.prompt_tokens
-        rec.completion_tokens = v.usage.completion_tokens
-        rec.n_unparsed = int(v.score is None)
+        rec.judge_prompt_tokens = v.usage.prompt_tokens
+        rec.judge_completion_tokens = v.usage.completion_tokens
+        rec.judge_retries = v.usage.retries
+        rec.payload = {"label": p.label, "judge_unparsed": v.score is None}
         rec.messages = (v, res)
         return Played(rec)
 
@@ -270,12 +271,13 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
             (obs, AskContext(oracle=Oracle(sample=view_sample, episode_key=u.episode_id),
                              seed=scn.seed)))
         rec = EpisodeRecord(
-            episode_id=u.episode_id, run_id=self.run_id, kind=EP_TASK, receiver=u.model,
-            policy=inst.family, sample_id=u.item.id, category=u.item.category, status="done",
-            n_responses=1, n_options=len(inst.answer_format.letters),
-            prompt_tokens=resp.usage.prompt_tokens,
-            completion_tokens=resp.usage.completion_tokens, latency_s=resp.latency_s,
-            retries=resp.usage.retries, simulated=resp.simulated)
+            episode_id=u.episode_id, run_id=self.run_id, kind=EP_TASK, model=u.model,
+            condition=inst.family, sample_id=u.item.id, category=u.item.category,
+            status="done", n_responses=1,
+            payload={"n_options": len(inst.answer_format.letters), "scoring": inst.scoring},
+            model_prompt_tokens=resp.usage.prompt_tokens,
+            model_completion_tokens=resp.usage.completion_tokens, latency_s=resp.latency_s,
+            model_retries=resp.usage.retries, simulated=resp.simulated)
         if resp.parse == "error":
             rec.status, rec.error, rec.messages = "failed", resp.error, (obs, resp)
             return Played(rec)
@@ -291,6 +293,8 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
                             unparsed=sc.answer is None)
             rec.first_correct = rec.solved = sc.score >= 1.0
             rec.first_unparsed = sc.answer is None
+            rec.n_unparsed = int(sc.answer is None)
+            rec.reward = sc.score
             msgs = (obs, resp, res)
         else:
             judge_name = scn.scoring_judge
@@ -309,9 +313,12 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
             res = DynResult(**common, scoring="judge", score=v.score, judge=judge_name,
                             judge_parse=v.parse, judge_prompt_tokens=v.usage.prompt_tokens,
                             judge_completion_tokens=v.usage.completion_tokens)
-            rec.feedback_tokens = v.usage.prompt_tokens + v.usage.completion_tokens
-            rec.feedback_completion_tokens = v.usage.completion_tokens
-            rec.n_unparsed = int(v.score is None)
+            rec.judge = judge_name
+            rec.judge_prompt_tokens = v.usage.prompt_tokens
+            rec.judge_completion_tokens = v.usage.completion_tokens
+            rec.judge_retries = v.usage.retries
+            rec.reward = v.score  # the judge's raw score (calibrated by the metrics)
+            rec.payload = {**rec.payload, "judge_unparsed": v.score is None}
             msgs = (obs, resp, v, res)
         rec.messages = msgs
         return Played(rec)

@@ -22,7 +22,7 @@ from mmsim.human import ANNOTATE_VERDICTS
 from mmsim.human.persona import parse_annotation
 from mmsim.messages import ChatTurn, Feedback, Response
 from mmsim.policies.base import FeedbackContext
-from mmsim.protocols.interfeedback.env import InterFeedbackEnv
+from mmsim.protocols.interfeedback.env import InterFeedbackEnv, payload
 from mmsim.store import EpisodeRecord
 from mmsim.tasks.answers import check_answer
 
@@ -73,10 +73,10 @@ async def annotation_episode(run_id: str, seed: int, receiver: str,
     resp = first.model_copy(update={"episode_id": eid, "run_id": run_id})
     grade = env.grade(resp)
     rec = EpisodeRecord(episode_id=eid, run_id=run_id, kind="annotate",
-                        receiver=receiver, provider=provider.name, policy="annotate",
+                        model=receiver, provider=provider.name, condition="annotate",
                         sample_id=sample.id, category=sample.category, status="done",
-                        n_options=len(sample.answer_format.letters),
-                        simulated=first.simulated, first_correct=grade.correct,
+                        payload=payload(sample), simulated=first.simulated,
+                        first_correct=grade.correct,
                         first_unparsed=grade.unparsed, n_responses=1,
                         n_unparsed=int(grade.unparsed))
     messages: list[Any] = [obs, resp, grade]
@@ -93,7 +93,8 @@ async def annotation_episode(run_id: str, seed: int, receiver: str,
     label = fb.meta.get("label")
     rec.solved = label is not None and check_answer(str(label), sample.answer,
                                                     sample.answer_format)
-    rec.n_feedback = 1
-    rec.feedback_tokens = fb.usage.prompt_tokens + fb.usage.completion_tokens
+    rec.payload = {**rec.payload, "n_feedback": 1}
+    rec.provider_prompt_tokens = fb.usage.prompt_tokens
+    rec.provider_completion_tokens = fb.usage.completion_tokens
     rec.messages = (*messages, fb)
     return rec

@@ -62,6 +62,15 @@ class PolicyPlan:
         return self.rounds[min(r, len(self.rounds)) - 1]
 
 
+def payload(sample: Sample, *, rounds: int = 0, corrected_round: int | None = None,
+            n_feedback: int = 0, n_leaked: int = 0) -> dict[str, Any]:
+    """An InterFeedback episode's own fields: feedback rounds played, the round of the
+    correction (None: not corrected), options of the item, feedback given, and leaked."""
+    return {"rounds": rounds, "corrected_round": corrected_round,
+            "n_options": len(sample.answer_format.letters), "n_feedback": n_feedback,
+            "n_leaked": n_leaked}
+
+
 def first_turn(sample: Sample, instruction: str | None = None) -> ChatTurn:
     parts: list[Part] = list(sample.images)
     parts.extend(sample.videos)
@@ -167,4 +176,4 @@ class InterFeedbackEnv:
 
 
 __all__ = ["EpisodeFailed", "EpisodeState", "InterFeedbackEnv", "PolicyPlan",
-           "RoundPolicy", "Step", "first_turn"]
+           "RoundPolicy", "Step", "first_turn", "payload"]

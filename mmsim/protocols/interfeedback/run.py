@@ -31,6 +31,7 @@ from mmsim.protocols.interfeedback.env import (
     PolicyPlan,
     RoundPolicy,
     first_turn,
+    payload,
 )
 from mmsim.protocols.interfeedback.scenario import Scenario
 from mmsim.protocols.interfeedback.screening import ScreenAnswers
@@ -221,9 +222,9 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         obs = env.reset()
         resp = await model.ask((obs, env.ask_context()))
         rec = EpisodeRecord(episode_id=eid, run_id=self.run_id, kind="screen",
-                            receiver=model.name, sample_id=sample.id, category=sample.category,
-                            status="done", n_options=len(sample.answer_format.letters),
-                            simulated=resp.simulated, retries=resp.usage.retries)
+                            model=model.name, sample_id=sample.id, category=sample.category,
+                            status="done", payload=payload(sample),
+                            simulated=resp.simulated, model_retries=resp.usage.retries)
         try:
             step = await env.step(resp)
         except EpisodeFailed as exc:
@@ -233,8 +234,8 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         rec.first_correct = rec.solved = step.grade.correct
         rec.first_unparsed = step.grade.unparsed
         rec.n_responses, rec.n_unparsed = 1, int(step.grade.unparsed)
-        rec.prompt_tokens = resp.usage.prompt_tokens
-        rec.completion_tokens = resp.usage.completion_tokens
+        rec.model_prompt_tokens = resp.usage.prompt_tokens
+        rec.model_completion_tokens = resp.usage.completion_tokens
         rec.latency_s = resp.latency_s
         rec.messages = (obs, resp, step.grade)
         return Played(rec, resp)
@@ -252,37 +253,38 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         messages: list[Any] = [obs, resp]
         turns = 0
         rec = EpisodeRecord(episode_id=eid, run_id=self.run_id, kind="feedback",
-                            receiver=receiver.name, provider=provider.name, policy=plan.name,
+                            model=receiver.name, provider=provider.name, condition=plan.name,
                             sample_id=sample.id, category=sample.category, status="done",
-                            n_options=len(sample.answer_format.letters),
                             simulated=first.simulated)
+        n_feedback = n_leaked = 0
         try:
             while True:
                 step = await env.step(resp)
                 messages.append(step.grade)
                 rec.n_responses += 1
                 rec.n_unparsed += int(step.grade.unparsed)
-                rec.prompt_tokens += resp.usage.prompt_tokens
-                rec.completion_tokens += resp.usage.completion_tokens
+                rec.model_prompt_tokens += resp.usage.prompt_tokens
+                rec.model_completion_tokens += resp.usage.completion_tokens
                 rec.latency_s += resp.latency_s
                 if step.done:
                     break
                 fb = step.feedback
                 assert fb is not None and step.observation is not None
                 messages += [fb, step.observation]
-                rec.n_feedback += 1
-                rec.n_leaked += int(fb.leaked)
-                rec.feedback_tokens += fb.usage.prompt_tokens + fb.usage.completion_tokens
-                rec.feedback_completion_tokens += fb.usage.completion_tokens
-                rec.feedback_retries += fb.usage.retries
+                n_feedback += 1
+                n_leaked += int(fb.leaked)
+                rec.provider_prompt_tokens += fb.usage.prompt_tokens
+                rec.provider_completion_tokens += fb.usage.completion_tokens
+                rec.provider_retries += fb.usage.retries
                 resp = await receiver.ask((step.observation, env.ask_context()))
                 turns += 1
-                rec.retries += resp.usage.retries
+                rec.model_retries += resp.usage.retries
                 messages.append(resp)
         except EpisodeFailed as exc:
             if isinstance(exc.__cause__, InfrastructureError):  # the provider gave up
-                rec.feedback_retries += exc.__cause__.retries
+                rec.provider_retries += exc.__cause__.retries
             rec.status, rec.error = "failed", exc.reason
+            rec.payload = payload(sample, n_feedback=n_feedback, n_leaked=n_leaked)
             rec.messages = tuple(messages)
             log.warning("episode.failed", episode=eid, reason=exc.reason)
             return Played(rec, turns=turns)
@@ -290,8 +292,9 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         rec.first_correct = False
         rec.first_unparsed = first.parse == "unparsed"
         rec.solved = st.solved
-        rec.rounds = st.turn
-        rec.corrected_round = st.turn if st.solved else None
+        rec.payload = payload(sample, rounds=st.turn,
+                              corrected_round=st.turn if st.solved else None,
+                              n_feedback=n_feedback, n_leaked=n_leaked)
         rec.messages = tuple(messages)
         return Played(rec, turns=turns)
 

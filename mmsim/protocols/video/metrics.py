@@ -38,7 +38,7 @@ def load_results(store: RunStore, kind: str) -> tuple[list[dict[str, Any]], dict
     failed: dict[str, int] = defaultdict(int)
     for ep in store.episodes(kind):
         if ep["status"] != "done":
-            failed[ep["receiver"]] += 1
+            failed[ep["model"]] += 1
             continue
         for m in store.messages(ep["episode_id"]):
             if m["kind"] == "video_result":

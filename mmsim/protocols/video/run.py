@@ -179,12 +179,14 @@ class VideoRun(ProtocolRun[VideoScenario, list[Sample]]):
                              variant=f"s{u.sample_index}" if u.phase == "rollout" else "")))
         rec = EpisodeRecord(
             episode_id=u.episode_id, run_id=self.run_id,
-            kind=EP_EVAL if u.phase == "eval" else EP_ROLLOUT, receiver=u.model,
-            policy=u.phase, sample_id=u.item.id, category=u.item.category,
-            status="done", n_responses=1, n_options=len(u.item.answer_format.letters),
-            prompt_tokens=resp.usage.prompt_tokens,
-            completion_tokens=resp.usage.completion_tokens, latency_s=resp.latency_s,
-            retries=resp.usage.retries, simulated=resp.simulated)
+            kind=EP_EVAL if u.phase == "eval" else EP_ROLLOUT, model=u.model,
+            condition=u.phase, sample_id=u.item.id, category=u.item.category,
+            status="done", n_responses=1,
+            payload={"n_options": len(u.item.answer_format.letters),
+                     "sample_index": u.sample_index},
+            model_prompt_tokens=resp.usage.prompt_tokens,
+            model_completion_tokens=resp.usage.completion_tokens, latency_s=resp.latency_s,
+            model_retries=resp.usage.retries, simulated=resp.simulated)
         if resp.parse == "error":
             rec.status, rec.error, rec.messages = "failed", resp.error, (obs, resp)
             return Played(rec)
@@ -201,6 +203,7 @@ class VideoRun(ProtocolRun[VideoScenario, list[Sample]]):
             prompt_tokens=resp.usage.prompt_tokens,
             completion_tokens=resp.usage.completion_tokens)
         rec.first_correct = rec.solved = rewards["accuracy"] >= 1.0
+        rec.reward = reward
         rec.first_unparsed = tag is None
         rec.n_unparsed = int(tag is None)
         rec.messages = (obs, resp, res)
