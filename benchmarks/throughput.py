@@ -211,6 +211,7 @@ def best_of(repeats: int, fn: Any) -> dict[str, Any]:
     best = min(runs, key=lambda r: r["seconds"])
     out = dict(best)
     out["all_seconds"] = [round(r["seconds"], 4) for r in runs]
+    out["median_seconds"] = sorted(r["seconds"] for r in runs)[len(runs) // 2]
     out["turns_per_s"] = best["turns"] / best["seconds"]
     out["episodes_per_s"] = best["episodes"] / best["seconds"]
     return out
@@ -247,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     bare_tps = results["bare asyncio"]["turns_per_s"]
+    bare_median = results["bare asyncio"]["median_seconds"]
     for r in results.values():
         r["ratio_vs_bare"] = r["turns_per_s"] / bare_tps
+        # the ratio of the median runs: steadier than best-of on a noisy machine
+        r["median_ratio_vs_bare"] = bare_median / r["median_seconds"]
     on = results["mmsim (store on)"]
     off = results["mmsim (store off)"]
     store_cost = 1 - on["turns_per_s"] / off["turns_per_s"]
@@ -280,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, turns, eps, s, tps, eps_s, ratio in rows:
             print(f"{name:<20}{turns:>8}{eps:>10}{s:>10.3f}{tps:>10.0f}{eps_s:>12.0f}"
                   f"{ratio:>8.2f}")
+    print("ratio of the median runs vs bare: " + ", ".join(
+        f"{n} {r['median_ratio_vs_bare']:.2f}" for n, r in results.items()
+        if n != "bare asyncio"))
     print(f"store cost: {store_cost:.1%} of store-off throughput; "
           f"synthetic data load ({args.items} items, included in mmsim's elapsed): "
           f"{load_s:.2f} s")

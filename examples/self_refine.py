@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Container
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -31,7 +30,6 @@ from mmsim import ChatTurn, Feedback, Observation, Response, Sample, Text
 from mmsim.actors import JudgeActor, ModelActor
 from mmsim.actors.roles import AskContext, JudgeRequest
 from mmsim.backends.base import Oracle
-from mmsim.data import DATASETS
 from mmsim.messages import Envelope, Part, Verdict
 from mmsim.report import RunContext, section
 from mmsim.report.sections import table
@@ -42,7 +40,6 @@ from mmsim.spec import (
     STRICT,
     AgentSpec,
     DatasetSpec,
-    LoadedScenario,
     RunSpec,
     ScenarioModel,
     ServerSpec,
@@ -266,11 +263,6 @@ class SelfRefine(EvalProtocol[SelfRefineScenario, list[Sample]]):
     agents: ClassVar[dict[str, tuple[Role, ...]]] = {"models": ("model",),
                                                      "judge": ("judge",)}
     run = SelfRefineRun
-
-    def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
-        spec = loaded.scenario.dataset
-        return DATASETS.get(spec.name)(spec.options, base_dir=loaded.base_dir,
-                                       cache_dir=cache_dir, limit=loaded.limit)
 
     def metrics(self, store: RunStore) -> dict[str, Any]:
         return compute(store)

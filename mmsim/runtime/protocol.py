@@ -169,8 +169,18 @@ class EvalProtocol(Generic[S, D]):
 
     def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> D:
         """The run's data (``dataset:`` of the scenario). Raise a UserError naming the
-        option (``field``) or the file and row (``where``) of bad input."""
-        raise NotImplementedError
+        option (``field``) or the file and row (``where``) of bad input. Default: the
+        loader ``dataset.name`` names in the registry of the scenario's dataset spec
+        (``DatasetSpec.dataset_registry``), with the scenario's options."""
+        spec = loaded.scenario.dataset
+        loader = type(spec).dataset_registry.get(spec.name)
+        data: D = loader(spec.options, base_dir=loaded.base_dir, cache_dir=cache_dir,
+                         limit=loaded.limit, **self.loader_options(loaded.scenario))
+        return data
+
+    def loader_options(self, scn: S) -> dict[str, Any]:
+        """Extra keyword arguments for the dataset loader (e.g. the scenario's seed)."""
+        return {}
 
     def samples(self, data: D) -> Sequence[Sample]:
         """The data's items, for the checks every protocol gets (none, duplicate ids) and

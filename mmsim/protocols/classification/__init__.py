@@ -28,7 +28,7 @@ from mmsim.protocols.classification.encoders import (
 )
 from mmsim.protocols.classification.metrics import compute
 from mmsim.protocols.classification.report import print_table, render
-from mmsim.protocols.classification.run import ClassificationRun, load_data
+from mmsim.protocols.classification.run import ClassificationRun, check_labels
 from mmsim.protocols.classification.scenario import ClassificationScenario
 from mmsim.protocols.classification.sim import ClassifierSim, make_classifier_sim
 from mmsim.registry import Registry
@@ -55,7 +55,9 @@ class Classification(EvalProtocol[ClassificationScenario, ClassificationData]):
     run = ClassificationRun
 
     def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> ClassificationData:
-        return load_data(loaded, cache_dir)
+        data = super().load_data(loaded, cache_dir)
+        check_labels(loaded, data)
+        return data
 
     def samples(self, data: ClassificationData) -> list[Sample]:
         return list(data.items)

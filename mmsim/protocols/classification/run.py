@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Container
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,7 +18,6 @@ from mmsim.actors.roles import AskContext
 from mmsim.errors import DataError
 from mmsim.messages import Response
 from mmsim.protocols.classification.data import (
-    CLS_DATASETS,
     ClassificationData,
     item_label,
     item_labels,
@@ -55,18 +53,14 @@ log = structlog.get_logger("mmsim.classification")
 EPISODE_KIND = "classification"
 
 
-def load_data(loaded: LoadedScenario, cache_dir: Path) -> ClassificationData:
-    """The classification data of ``loaded`` (every item's labels checked against the class
-    list; empty data and duplicate ids are the kernel's checks)."""
-    spec = loaded.scenario.dataset
-    data: ClassificationData = CLS_DATASETS.get(spec.name)(
-        spec.options, base_dir=loaded.base_dir, cache_dir=cache_dir, limit=loaded.limit)
+def check_labels(loaded: LoadedScenario, data: ClassificationData) -> None:
+    """Every item's labels are in the class list (empty data and duplicate ids are the
+    kernel's checks)."""
     for s in data.items:
         unknown = [x for x in (item_label(s), *item_labels(s)) if x not in data.classes]
         if unknown:
             raise DataError(f"item {s.id!r} has label {unknown[0]!r}, not in the class list",
                             where=loaded.where("dataset"), field="dataset")
-    return data
 
 
 def build_encoders(scn: ClassificationScenario, classes: tuple[str, ...]
@@ -274,4 +268,4 @@ class ClassificationRun(ProtocolRun[ClassificationScenario, ClassificationData])
         return Played(rec)
 
 
-__all__ = ["ClassificationRun", "build_encoders", "load_data", "plan_units"]
+__all__ = ["ClassificationRun", "build_encoders", "check_labels", "plan_units"]

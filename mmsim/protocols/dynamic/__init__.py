@@ -6,7 +6,6 @@ contamination study. A scenario with ``kind: dynamic`` runs it (docs/dynamic.md)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmsim.data.sample import Sample
@@ -30,7 +29,7 @@ from mmsim.protocols.dynamic.families import (
 )
 from mmsim.protocols.dynamic.metrics import compute
 from mmsim.protocols.dynamic.report import print_table, render, text_radar
-from mmsim.protocols.dynamic.run import DynamicRun, JudgeRefused, load_data
+from mmsim.protocols.dynamic.run import DynamicRun, JudgeRefused
 from mmsim.protocols.dynamic.scenario import DynamicScenario
 from mmsim.protocols.dynamic.sim import DynamicSim, make_dynamic_sim
 from mmsim.registry import Registry
@@ -58,9 +57,6 @@ class Dynamic(EvalProtocol[DynamicScenario, list[Sample]]):
         ("dynamic-evaluation task families", TASK_FAMILIES),
         ("dynamic-evaluation datasets", DYN_DATASETS))
     run = DynamicRun
-
-    def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
-        return load_data(loaded, cache_dir)
 
     def actor_options(self, scn: DynamicScenario, role: Role) -> dict[str, Any]:
         return {"retries": scn.judge.retries} if role == "judge" else {}

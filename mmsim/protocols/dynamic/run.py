@@ -27,7 +27,6 @@ from mmsim.backends.base import Oracle
 from mmsim.data.sample import Sample
 from mmsim.errors import InfrastructureError
 from mmsim.messages import AnswerFormat, ChatTurn, Envelope, Observation, Part, Text, Verdict
-from mmsim.protocols.dynamic.data import DYN_DATASETS
 from mmsim.protocols.dynamic.families import TASK_FAMILIES, TaskInstance, family_code
 from mmsim.protocols.dynamic.metrics import EP_CALIB, EP_TASK, judge_calibration, load_results
 from mmsim.protocols.dynamic.perturb import corrupt, corruption_kinds, paraphrase
@@ -35,7 +34,6 @@ from mmsim.protocols.dynamic.scenario import DynamicScenario
 from mmsim.protocols.dynamic.sim import DynView
 from mmsim.runtime.pool import Jobs
 from mmsim.runtime.protocol import Actors, Played, ProtocolRun, RunRefused, RunSetup
-from mmsim.spec import LoadedScenario
 from mmsim.store import EpisodeRecord, RunStore
 
 log = structlog.get_logger("mmsim.dynamic")
@@ -99,13 +97,6 @@ class CalibUnit:
     judge: str
     run: int
     pair: CalibPair
-
-
-def load_data(loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
-    spec = loaded.scenario.dataset
-    items: list[Sample] = DYN_DATASETS.get(spec.name)(
-        spec.options, base_dir=loaded.base_dir, cache_dir=cache_dir, limit=loaded.limit)
-    return items
 
 
 def instance(scn: DynamicScenario, family: str, item: Sample) -> TaskInstance:
@@ -325,4 +316,4 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
 
 
 __all__ = ["CALIBRATION", "TASKS", "CalibPair", "DynResult", "DynamicRun", "JudgeRefused",
-           "TaskUnit", "calibration_pairs", "instance", "load_data", "plan_tasks"]
+           "TaskUnit", "calibration_pairs", "instance", "plan_tasks"]

@@ -5,10 +5,9 @@ sets built as in the paper (docs/scenarios.md, docs/metrics.md)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from mmsim.data import DATASETS, Sample
+from mmsim.data import Sample
 from mmsim.protocols.interfeedback.env import (
     EpisodeFailed,
     EpisodeState,
@@ -41,11 +40,6 @@ class InterFeedback(EvalProtocol[Scenario, list[Sample]]):
     run = InterFeedbackRun
     item_noun = "sample"
     generic_sections = True
-
-    def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
-        spec = loaded.scenario.dataset
-        return DATASETS.get(spec.name)(spec.options, base_dir=loaded.base_dir,
-                                       cache_dir=cache_dir, limit=loaded.limit)
 
     def actor_options(self, scn: Scenario, role: Role) -> dict[str, Any]:
         return {"max_rounds": scn.protocol.max_rounds} if role == "provider" else {}

@@ -7,7 +7,6 @@ it (docs/video.md)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mmsim.data.sample import Sample, dataset_fingerprint
@@ -23,7 +22,7 @@ from mmsim.protocols.video.rewards import (
     format_reward,
     pass_at_k,
 )
-from mmsim.protocols.video.run import VideoRun, load_data
+from mmsim.protocols.video.run import VideoRun
 from mmsim.protocols.video.scenario import VideoScenario
 from mmsim.protocols.video.sim import VideoSim, make_video_sim
 from mmsim.registry import Registry
@@ -49,8 +48,8 @@ class VideoLevels(EvalProtocol[VideoScenario, list[Sample]]):
         ("video datasets", VIDEO_DATASETS),)
     run = VideoRun
 
-    def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
-        return load_data(loaded, cache_dir)
+    def loader_options(self, scn: VideoScenario) -> dict[str, Any]:
+        return {"seed": scn.seed}  # the synthetic clips and split draws are seeded
 
     def dataset_manifest(self, loaded: LoadedScenario, data: list[Sample]) -> dict[str, Any]:
         return {"name": loaded.scenario.dataset.name, "n_samples": len(data),

@@ -25,14 +25,13 @@ from mmsim.data.sample import Sample
 from mmsim.data.video import FrameCache
 from mmsim.errors import UserError
 from mmsim.messages import ChatTurn, Envelope, Image, Observation, Part, Text, Video
-from mmsim.protocols.video.data import LEVELS, TRAIN, VIDEO_DATASETS
+from mmsim.protocols.video.data import LEVELS, TRAIN
 from mmsim.protocols.video.export import export_rollouts
 from mmsim.protocols.video.metrics import EP_EVAL, EP_ROLLOUT
 from mmsim.protocols.video.rewards import accuracy_reward, answer_tag, format_reward
 from mmsim.protocols.video.scenario import VideoScenario
 from mmsim.runtime.pool import Jobs
 from mmsim.runtime.protocol import Actors, Played, ProtocolRun, RunSetup
-from mmsim.spec import LoadedScenario
 from mmsim.store import EpisodeRecord, RunStore
 
 log = structlog.get_logger("mmsim.video")
@@ -67,15 +66,6 @@ class Unit:
     item: Sample
     sample_index: int
     temperature: float | None
-
-
-def load_data(loaded: LoadedScenario, cache_dir: Path) -> list[Sample]:
-    scn = loaded.scenario
-    spec = scn.dataset
-    items: list[Sample] = VIDEO_DATASETS.get(spec.name)(
-        spec.options, base_dir=loaded.base_dir, cache_dir=cache_dir, limit=loaded.limit,
-        seed=scn.seed)
-    return items
 
 
 def plan(scn: VideoScenario, items: list[Sample]) -> list[Unit]:
@@ -220,5 +210,5 @@ class VideoRun(ProtocolRun[VideoScenario, list[Sample]]):
         return notes
 
 
-__all__ = ["EP_EVAL", "EP_ROLLOUT", "Unit", "VideoResult", "VideoRun", "load_data",
+__all__ = ["EP_EVAL", "EP_ROLLOUT", "Unit", "VideoResult", "VideoRun",
            "observation", "plan", "score"]
