@@ -251,6 +251,14 @@ def locate(loc: tuple[str, ...], lines: dict[tuple[str, ...], int], where: str,
     return where
 
 
+def named_shorthand(v: Any) -> Any:
+    """A list whose items may be bare names (``[binary, detailed]``) as ``{name: ...}``
+    mappings (a ``mode="before"`` validator of list fields)."""
+    if isinstance(v, list):
+        return [{"name": x} if isinstance(x, str) else x for x in v]
+    return v
+
+
 def check_servers(agents: list[AgentSpec], servers: list[ServerSpec]) -> None:
     """Raise when two servers share a name or an agent's ``params.server`` names none."""
     names = [sv.name for sv in servers]

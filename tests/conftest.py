@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +41,20 @@ def run_cli(*args: str, cwd: Path | None = None,
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "mmsim.cli", *args], capture_output=True,
                           text=True, cwd=cwd or ROOT, timeout=timeout, env=env)
+
+
+class StopAfter:
+    """A progress sink that asks ``kernel`` to stop once ``n`` episodes have finished (a
+    run interrupted part-way, as by Ctrl-C, for resume tests)."""
+
+    def __init__(self, n: int):
+        self.n, self.seen = n, 0
+        self.kernel: Any = None
+
+    def phase(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        self.seen += n
+        if self.seen >= self.n and self.kernel is not None:
+            self.kernel.request_stop()

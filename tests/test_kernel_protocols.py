@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, StopAfter, run_cli
 
 from mmsim.runtime import Kernel, Progress
 from mmsim.runtime.executors import LocalExecutor, RayExecutor
@@ -120,17 +120,6 @@ def _play(scn: Path, run_dir: Path, executor: Any = None,
     return k
 
 
-class _StopAfter(Progress):
-    def __init__(self, n: int):
-        self.n, self.seen = n, 0
-        self.kernel: Kernel | None = None
-
-    def advance(self, n: int = 1) -> None:
-        self.seen += n
-        if self.seen >= self.n and self.kernel is not None:
-            self.kernel.request_stop()
-
-
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -151,7 +140,7 @@ def test_ray_equals_local_and_resume_crosses_executors(kind: str, ray_cluster: N
     assert (remote.played, remote.failed) == (local.played, local.failed)
     assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
     # stopped part-way on Ray, finished locally: the same run as an uninterrupted one
-    prog = _StopAfter(10)
+    prog = StopAfter(10)
     part = Kernel(load_scenario(scn), tmp_path / "mixed",
                   executor=RayExecutor(workers=2, batch_size=4), progress=prog)
     prog.kernel = part

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import StopAfter
 
 from mmsim.metrics import compute
 from mmsim.runtime import Kernel as Runner
@@ -91,36 +92,24 @@ def test_ray_and_local_give_identical_metrics(ray_cluster: None, tmp_path: Path)
     assert ex.requeued == 0
 
 
-class _StopAfter(Progress):
-    def __init__(self, n: int):
-        self.n = n
-        self.seen = 0
-        self.runner: Runner | None = None
-
-    def advance(self, n: int = 1) -> None:
-        self.seen += n
-        if self.seen >= self.n and self.runner is not None:
-            self.runner.request_stop()
-
-
 def test_resume_works_whichever_executor_ran_before(ray_cluster: None, tmp_path: Path) -> None:
     scn = _scenario(tmp_path)
     ref = _run(scn, tmp_path / "ref", LocalExecutor())
     # a ray run stopped part-way, resumed locally
-    prog = _StopAfter(20)
+    prog = StopAfter(20)
     runner = Runner(load_scenario(scn), tmp_path / "a", executor=RayExecutor(
         workers=2, batch_size=10), progress=prog)
-    prog.runner = runner
+    prog.kernel = runner
     anyio.run(runner.run)
     assert 0 < runner.played < ref.played
     resumed = _run(scn, tmp_path / "a", LocalExecutor())
     assert resumed.skipped > 0
     assert runner.played + resumed.played == ref.played
     # a local run stopped part-way, resumed on ray
-    prog = _StopAfter(20)
+    prog = StopAfter(20)
     runner = Runner(load_scenario(scn), tmp_path / "b", executor=LocalExecutor(),
                     progress=prog)
-    prog.runner = runner
+    prog.kernel = runner
     anyio.run(runner.run)
     resumed = _run(scn, tmp_path / "b", RayExecutor(workers=2, batch_size=10))
     assert resumed.skipped > 0 and runner.played + resumed.played == ref.played

@@ -17,11 +17,11 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, StopAfter, run_cli
 from tiny_vlm import tiny_model_dir
 
 from mmsim.registry import load_plugin_file
-from mmsim.runtime import Kernel, Progress
+from mmsim.runtime import Kernel
 from mmsim.scenario import load_scenario
 from mmsim.store import RunStore
 from mmsim.tasks.answers import check_answer
@@ -112,17 +112,6 @@ def test_validate_run_resume_report_export_compare(tmp_path: Path) -> None:
     assert all(c["solved"]["n_shared"] == 60 for c in cmp["cells"])
 
 
-class _StopAfter(Progress):
-    def __init__(self, n: int):
-        self.n, self.seen = n, 0
-        self.kernel: Kernel | None = None
-
-    def advance(self, n: int = 1) -> None:
-        self.seen += n
-        if self.seen >= self.n and self.kernel is not None:
-            self.kernel.request_stop()
-
-
 def test_interrupted_then_resumed_on_ray_equals_uninterrupted(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     from mmsim.runtime.executors import RayExecutor
@@ -131,7 +120,7 @@ def test_interrupted_then_resumed_on_ray_equals_uninterrupted(tmp_path: Path) ->
     scn = load_scenario(SCENARIO, overrides=["dataset.size=20"])
     ref = Kernel(scn, tmp_path / "ref")
     anyio.run(ref.run)
-    prog = _StopAfter(10)
+    prog = StopAfter(10)
     part = Kernel(scn, tmp_path / "run", progress=prog)
     prog.kernel = part
     anyio.run(part.run)

@@ -21,7 +21,7 @@ cache, the manifest, the store, resume, signals, progress, and the local and Ray
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
@@ -161,6 +161,10 @@ class EvalProtocol(Generic[S, D]):
     run: ClassVar[type[ProtocolRun[Any, Any]]]
     #: what the data's items are called in errors ("duplicate item id 'x'")
     item_noun: ClassVar[str] = "item"
+    #: computes the run's figures from the store (what :meth:`metrics` returns)
+    compute: ClassVar[Callable[[RunStore], dict[str, Any]] | None] = None
+    #: prints those figures in the terminal (what :meth:`print_table` does)
+    table: ClassVar[Callable[[dict[str, Any], Console], None] | None] = None
     #: whether the HTML report's generic InterFeedback-shaped sections read this protocol's
     #: metrics (InterFeedback); other protocols bring their own sections
     generic_sections: ClassVar[bool] = False
@@ -210,12 +214,21 @@ class EvalProtocol(Generic[S, D]):
         return f"{self.name}: {counts} on dataset {scn.dataset.name!r}"
 
     def metrics(self, store: RunStore) -> dict[str, Any]:
-        """The run's figures (``mmsim report --format json``), from the store."""
-        raise NotImplementedError
+        """The run's figures (``mmsim report --format json``), from the store. Default:
+        the class's ``compute`` function."""
+        compute = type(self).compute  # read off the class: a plain function
+        if compute is None:
+            raise NotImplementedError(f"protocol {self.name!r} declares no metrics")
+        return compute(store)
 
     def print_table(self, metrics: dict[str, Any], console: Console) -> None:
-        """The run's figures in the terminal."""
-        console.print_json(data=metrics)
+        """The run's figures in the terminal. Default: the class's ``table`` function, or
+        the figures as JSON."""
+        table = type(self).table
+        if table is None:
+            console.print_json(data=metrics)
+        else:
+            table(metrics, console)
 
     def compare(self, store_a: RunStore, store_b: RunStore, *, resamples: int, seed: int,
                 run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:

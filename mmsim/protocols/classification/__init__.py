@@ -6,7 +6,7 @@ classification`` runs them (docs/classification.md)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from mmsim.data.sample import Sample, dataset_fingerprint
 from mmsim.protocols.classification import html as _html  # noqa: F401  (its report section)
@@ -34,10 +34,6 @@ from mmsim.protocols.classification.sim import ClassifierSim, make_classifier_si
 from mmsim.registry import Registry
 from mmsim.runtime.protocol import EvalProtocol, protocol
 from mmsim.spec import LoadedScenario
-from mmsim.store import RunStore
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 @protocol
@@ -52,6 +48,8 @@ class Classification(EvalProtocol[ClassificationScenario, ClassificationData]):
     sim_class = ClassifierSim
     registries: ClassVar[tuple[tuple[str, Registry[Any]], ...]] = (
         ("classification datasets", CLS_DATASETS), ("encoders", ENCODERS))
+    compute = compute
+    table = print_table
     run = ClassificationRun
 
     def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> ClassificationData:
@@ -72,12 +70,6 @@ class Classification(EvalProtocol[ClassificationScenario, ClassificationData]):
         c = loaded.scenario
         return (f"classification: {len(c.models)} models x {len(c.encoders)} encoders on "
                 f"dataset {c.dataset.name!r}")
-
-    def metrics(self, store: RunStore) -> dict[str, Any]:
-        return compute(store)
-
-    def print_table(self, metrics: dict[str, Any], console: Console) -> None:
-        print_table(metrics, console)
 
 
 __all__ = ["CLS_DATASETS", "ENCODERS", "ClassIndex", "Classification", "ClassificationData",

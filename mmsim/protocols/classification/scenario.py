@@ -12,7 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.protocols.classification.data import CLS_DATASETS
 from mmsim.protocols.classification.encoders import ENCODERS
 from mmsim.registry import Registry, did_you_mean
-from mmsim.spec import AgentSpec, DatasetSpec, RunSpec, ScenarioModel, ServerSpec, check_servers
+from mmsim.spec import (
+    AgentSpec,
+    DatasetSpec,
+    RunSpec,
+    ScenarioModel,
+    ServerSpec,
+    check_servers,
+    named_shorthand,
+)
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -124,12 +132,7 @@ class ClassificationScenario(ScenarioModel):
     run: RunSpec = RunSpec()
     servers: list[ServerSpec] = Field(default_factory=list)
 
-    @field_validator("encoders", mode="before")
-    @classmethod
-    def _encoder_shorthand(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [{"name": e} if isinstance(e, str) else e for e in v]
-        return v
+    _encoder_shorthand = field_validator("encoders", mode="before")(named_shorthand)
 
     @model_validator(mode="after")
     def _check(self) -> ClassificationScenario:

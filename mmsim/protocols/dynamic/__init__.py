@@ -6,7 +6,7 @@ contamination study. A scenario with ``kind: dynamic`` runs it (docs/dynamic.md)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from mmsim.data.sample import Sample
 from mmsim.protocols.dynamic import sections as _sections  # noqa: F401  (its report sections)
@@ -35,10 +35,6 @@ from mmsim.protocols.dynamic.sim import DynamicSim, make_dynamic_sim
 from mmsim.registry import Registry
 from mmsim.runtime.protocol import EvalProtocol, Role, protocol
 from mmsim.spec import LoadedScenario
-from mmsim.store import RunStore
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 @protocol
@@ -56,6 +52,8 @@ class Dynamic(EvalProtocol[DynamicScenario, list[Sample]]):
     registries: ClassVar[tuple[tuple[str, Registry[Any]], ...]] = (
         ("dynamic-evaluation task families", TASK_FAMILIES),
         ("dynamic-evaluation datasets", DYN_DATASETS))
+    compute = compute
+    table = print_table
     run = DynamicRun
 
     def actor_options(self, scn: DynamicScenario, role: Role) -> dict[str, Any]:
@@ -65,12 +63,6 @@ class Dynamic(EvalProtocol[DynamicScenario, list[Sample]]):
         d = loaded.scenario
         return (f"dynamic: {len(d.models)} models x {len(d.tasks)} task families, "
                 f"{len(d.judges)} judges on dataset {d.dataset.name!r}")
-
-    def metrics(self, store: RunStore) -> dict[str, Any]:
-        return compute(store)
-
-    def print_table(self, metrics: dict[str, Any], console: Console) -> None:
-        print_table(metrics, console)
 
 
 __all__ = ["DEFAULT_TASKS", "DYN_DATASETS", "TASK_FAMILIES", "CalibrationMap",

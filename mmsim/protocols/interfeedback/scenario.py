@@ -16,6 +16,7 @@ from mmsim.spec import (
     ScenarioModel,
     ServerSpec,
     check_servers,
+    named_shorthand,
 )
 
 
@@ -87,12 +88,7 @@ class Scenario(ScenarioModel):
     run: RunSpec = RunSpec()
     servers: list[ServerSpec] = Field(default_factory=list)
 
-    @field_validator("policies", mode="before")
-    @classmethod
-    def _policy_shorthand(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [{"name": p} if isinstance(p, str) else p for p in v]
-        return v
+    _policy_shorthand = field_validator("policies", mode="before")(named_shorthand)
 
     @field_validator("receivers")
     @classmethod

@@ -7,7 +7,7 @@ it (docs/video.md)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from mmsim.data.sample import Sample, dataset_fingerprint
 from mmsim.protocols.video import sections as _sections  # noqa: F401  (its report sections)
@@ -28,10 +28,6 @@ from mmsim.protocols.video.sim import VideoSim, make_video_sim
 from mmsim.registry import Registry
 from mmsim.runtime.protocol import EvalProtocol, protocol
 from mmsim.spec import LoadedScenario
-from mmsim.store import RunStore
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 
 @protocol
@@ -46,6 +42,8 @@ class VideoLevels(EvalProtocol[VideoScenario, list[Sample]]):
     sim_class = VideoSim
     registries: ClassVar[tuple[tuple[str, Registry[Any]], ...]] = (
         ("video datasets", VIDEO_DATASETS),)
+    compute = compute
+    table = print_table
     run = VideoRun
 
     def loader_options(self, scn: VideoScenario) -> dict[str, Any]:
@@ -63,12 +61,6 @@ class VideoLevels(EvalProtocol[VideoScenario, list[Sample]]):
         return (f"video: {len(v.models)} models on dataset {v.dataset.name!r}, frames "
                 f"{v.frames.send}"
                 + (f", rollouts G={ro.samples} at T={ro.temperature}" if ro else ""))
-
-    def metrics(self, store: RunStore) -> dict[str, Any]:
-        return compute(store)
-
-    def print_table(self, metrics: dict[str, Any], console: Console) -> None:
-        print_table(metrics, console)
 
 
 __all__ = ["VIDEO_DATASETS", "VideoLevels", "VideoScenario", "accuracy_reward", "advantages",
