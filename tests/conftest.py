@@ -58,3 +58,28 @@ class StopAfter:
         self.seen += n
         if self.seen >= self.n and self.kernel is not None:
             self.kernel.request_stop()
+
+
+def play(scenario: Path, run_dir: Path, executor: Any = None, progress: Any = None) -> Any:
+    """Run (or resume) ``scenario`` into ``run_dir`` in-process; returns the Kernel (its
+    counters: played, skipped, failed, turns)."""
+    import anyio
+
+    from mmsim.runtime import Kernel
+    from mmsim.scenario import load_scenario
+
+    kernel = Kernel(load_scenario(scenario), run_dir, executor=executor, progress=progress)
+    anyio.run(kernel.run)
+    return kernel
+
+
+def report_json(run_dir: Path, *extra: str) -> dict[str, Any]:
+    """``mmsim report RUN --format json`` (``extra``: e.g. ``--plugin F``), manifest left
+    out (it holds paths and times)."""
+    import json
+
+    r = run_cli("report", str(run_dir), "--format", "json", *extra)
+    assert r.returncode == 0, r.stderr
+    m: dict[str, Any] = json.loads(r.stdout)
+    m.pop("manifest", None)
+    return m

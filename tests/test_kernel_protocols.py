@@ -21,9 +21,9 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import ROOT, StopAfter, run_cli
+from conftest import ROOT, StopAfter, play, report_json, run_cli
 
-from mmsim.runtime import Kernel, Progress
+from mmsim.runtime import Kernel
 from mmsim.runtime.executors import LocalExecutor, RayExecutor
 from mmsim.scenario import load_scenario
 from mmsim.store import RunStore
@@ -105,21 +105,6 @@ def _rows(run_dir: Path) -> dict[str, dict[str, Any]]:
         store.close()
 
 
-def _report(run_dir: Path) -> dict[str, Any]:
-    r = run_cli("report", str(run_dir), "--format", "json")
-    assert r.returncode == 0, r.stderr
-    m: dict[str, Any] = json.loads(r.stdout)
-    m.pop("manifest", None)
-    return m
-
-
-def _play(scn: Path, run_dir: Path, executor: Any = None,
-          progress: Progress | None = None) -> Kernel:
-    k = Kernel(load_scenario(scn), run_dir, executor=executor, progress=progress)
-    anyio.run(k.run)
-    return k
-
-
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -134,9 +119,9 @@ def ray_cluster() -> Iterator[None]:
 def test_ray_equals_local_and_resume_crosses_executors(kind: str, ray_cluster: None,
                                                         tmp_path: Path) -> None:
     scn = _scenario(tmp_path, kind)
-    local = _play(scn, tmp_path / "local", LocalExecutor())
+    local = play(scn, tmp_path / "local", LocalExecutor())
     assert local.failed == 0 and local.played > 20
-    remote = _play(scn, tmp_path / "ray", RayExecutor(workers=2, batch_size=8))
+    remote = play(scn, tmp_path / "ray", RayExecutor(workers=2, batch_size=8))
     assert (remote.played, remote.failed) == (local.played, local.failed)
     assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
     # stopped part-way on Ray, finished locally: the same run as an uninterrupted one
@@ -146,10 +131,10 @@ def test_ray_equals_local_and_resume_crosses_executors(kind: str, ray_cluster: N
     prog.kernel = part
     anyio.run(part.run)
     assert 0 < part.played < local.played
-    rest = _play(scn, tmp_path / "mixed", LocalExecutor())
+    rest = play(scn, tmp_path / "mixed", LocalExecutor())
     assert rest.skipped == part.played and part.played + rest.played == local.played
     assert _rows(tmp_path / "mixed") == _rows(tmp_path / "local")
-    assert _report(tmp_path / "mixed") == _report(tmp_path / "local")
+    assert report_json(tmp_path / "mixed") == report_json(tmp_path / "local")
 
 
 ECHO_SERVER = """
@@ -211,11 +196,11 @@ def test_response_cache_replays_without_server_calls_and_secrets_are_redacted(
                  + SECRET + "'}}")
         scn = _scenario(tmp_path, kind, models=(agent, agent))
         out = tmp_path / "run"
-        first = _play(scn, out)
+        first = play(scn, out)
         calls = srv.hits
         assert calls > 0 and first.failed == 0
         before = _rows(out)
-        again = _play(scn, out)  # a finished run: nothing to play, no call
+        again = play(scn, out)  # a finished run: nothing to play, no call
         assert again.played == 0 and srv.hits == calls
         # every episode lost, the cache kept: played again, answered from the cache only
         db = sqlite3.connect(out / "mmsim.sqlite")
@@ -223,7 +208,7 @@ def test_response_cache_replays_without_server_calls_and_secrets_are_redacted(
         db.execute("DELETE FROM episodes")
         db.commit()
         db.close()
-        replay = _play(scn, out)
+        replay = play(scn, out)
         assert replay.played == first.played and srv.hits == calls
         assert _strip_usage(_rows(out)) == _strip_usage(before)
     blob = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
@@ -268,7 +253,7 @@ def test_sigint_stops_cleanly_prints_the_resume_command_and_resume_finishes(
     assert run is not None and run["status"] == "interrupted" and n_done > 0
     r = run_cli("run", str(scn), "--out", str(out), "--no-progress", timeout=300)
     assert r.returncode == 0 and "(resumed)" in r.stderr, r.stderr
-    assert _report(out) == _report(ref)
+    assert report_json(out) == report_json(ref)
 
 
 def _done_some(run_dir: Path) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import StopAfter
+from conftest import StopAfter, play
 
 from mmsim.metrics import compute
 from mmsim.runtime import Kernel as Runner
@@ -58,13 +58,6 @@ def _scenario(tmp_path: Path, latency_ms: float = 0.0) -> Path:
     return p
 
 
-def _run(scenario: Path, run_dir: Path, executor: Any = None,
-         progress: Progress | None = None) -> Runner:
-    runner = Runner(load_scenario(scenario), run_dir, executor=executor, progress=progress)
-    anyio.run(runner.run)
-    return runner
-
-
 def _summary(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
     store = RunStore.open(run_dir, create=False)
     try:
@@ -78,9 +71,9 @@ def _summary(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[
 
 def test_ray_and_local_give_identical_metrics(ray_cluster: None, tmp_path: Path) -> None:
     scn = _scenario(tmp_path)
-    local = _run(scn, tmp_path / "local", LocalExecutor())
+    local = play(scn, tmp_path / "local", LocalExecutor())
     ex = RayExecutor(workers=2, batch_size=16)
-    remote = _run(scn, tmp_path / "ray", ex)
+    remote = play(scn, tmp_path / "ray", ex)
     assert (remote.played, remote.failed, remote.turns) == (local.played, local.failed,
                                                             local.turns)
     assert local.played > 60  # screening (90) and feedback episodes
@@ -94,7 +87,7 @@ def test_ray_and_local_give_identical_metrics(ray_cluster: None, tmp_path: Path)
 
 def test_resume_works_whichever_executor_ran_before(ray_cluster: None, tmp_path: Path) -> None:
     scn = _scenario(tmp_path)
-    ref = _run(scn, tmp_path / "ref", LocalExecutor())
+    ref = play(scn, tmp_path / "ref", LocalExecutor())
     # a ray run stopped part-way, resumed locally
     prog = StopAfter(20)
     runner = Runner(load_scenario(scn), tmp_path / "a", executor=RayExecutor(
@@ -102,7 +95,7 @@ def test_resume_works_whichever_executor_ran_before(ray_cluster: None, tmp_path:
     prog.kernel = runner
     anyio.run(runner.run)
     assert 0 < runner.played < ref.played
-    resumed = _run(scn, tmp_path / "a", LocalExecutor())
+    resumed = play(scn, tmp_path / "a", LocalExecutor())
     assert resumed.skipped > 0
     assert runner.played + resumed.played == ref.played
     # a local run stopped part-way, resumed on ray
@@ -111,7 +104,7 @@ def test_resume_works_whichever_executor_ran_before(ray_cluster: None, tmp_path:
                     progress=prog)
     prog.kernel = runner
     anyio.run(runner.run)
-    resumed = _run(scn, tmp_path / "b", RayExecutor(workers=2, batch_size=10))
+    resumed = play(scn, tmp_path / "b", RayExecutor(workers=2, batch_size=10))
     assert resumed.skipped > 0 and runner.played + resumed.played == ref.played
     want = _summary(tmp_path / "ref")
     assert _summary(tmp_path / "a") == want
@@ -133,10 +126,10 @@ class _KillOnce(Progress):
 
 def test_killed_worker_loses_nothing(ray_cluster: None, tmp_path: Path) -> None:
     scn = _scenario(tmp_path, latency_ms=3.0)
-    local = _run(scn, tmp_path / "local", LocalExecutor())
+    local = play(scn, tmp_path / "local", LocalExecutor())
     ex = RayExecutor(workers=2, batch_size=6)
     prog = _KillOnce(ex)
-    remote = _run(scn, tmp_path / "ray", ex, prog)
+    remote = play(scn, tmp_path / "ray", ex, prog)
     assert prog.killed is not None
     assert ex.requeued >= 1 and ex.restarts >= 1
     store = RunStore.open(tmp_path / "ray", create=False)

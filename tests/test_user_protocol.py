@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import ROOT, StopAfter, run_cli
+from conftest import ROOT, StopAfter, report_json, run_cli
 from tiny_vlm import tiny_model_dir
 
 from mmsim.registry import load_plugin_file
@@ -32,14 +32,6 @@ SCENARIO = ROOT / "examples" / "self_refine.yaml"
 
 def _cli(*args: str, timeout: float = 180) -> Any:
     return run_cli(*args, "--plugin", str(PLUGIN), timeout=timeout)
-
-
-def _report(run_dir: Path) -> dict[str, Any]:
-    r = _cli("report", str(run_dir), "--format", "json")
-    assert r.returncode == 0, r.stderr
-    m: dict[str, Any] = json.loads(r.stdout)
-    m.pop("manifest", None)
-    return m
 
 
 def _independent(run_dir: Path, max_rev: int) -> dict[str, list[float]]:
@@ -75,7 +67,7 @@ def test_validate_run_resume_report_export_compare(tmp_path: Path) -> None:
     assert "120 episodes played" in r.stderr and "acc@2" in r.stdout
     r = _cli("run", str(SCENARIO), "--out", str(out), "--no-progress")
     assert r.returncode == 0 and "0 episodes played, 120 already done" in r.stderr
-    m = _report(out)
+    m = report_json(out, "--plugin", str(PLUGIN))
     assert m["kind"] == "self-refine" and m["max_revisions"] == 2
     want = _independent(out, 2)
     got = {x["name"]: x["accuracy_by_revision"] for x in m["models"]}
@@ -134,7 +126,8 @@ def test_interrupted_then_resumed_on_ray_equals_uninterrupted(tmp_path: Path) ->
     finally:
         ray.shutdown()
     assert rest.skipped == part.played and part.played + rest.played == ref.played
-    assert _report(tmp_path / "run") == _report(tmp_path / "ref")
+    plug = ("--plugin", str(PLUGIN))
+    assert report_json(tmp_path / "run", *plug) == report_json(tmp_path / "ref", *plug)
 
 
 def test_against_the_real_tiny_model_behind_transformers_serve(
