@@ -117,6 +117,9 @@ class Observation(Envelope):
     kind: Literal["observation"] = "observation"
     conversation: tuple[ChatTurn, ...]
     answer_format: AnswerFormat
+    #: how the answer is read from the reply: ``strict`` (only answers given as answers) or
+    #: ``lenient`` (also unique letter or option-text mentions; mmsim.tasks.answers)
+    extractor: Literal["strict", "lenient"] = "strict"
 
 
 ParseStatus = Literal["parsed", "unparsed", "error"]
@@ -149,6 +152,10 @@ class Grade(Envelope):
     expected: str
     method: Literal["choice", "numeric", "exact"]
     unparsed: bool = False
+    #: the same reply read by the other extractor (strict <-> lenient) and its grade: the
+    #: report's extractor sensitivity (None where not computed)
+    alt_answer: str | None = None
+    alt_correct: bool | None = None
 
 
 class Feedback(Envelope):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import time
+import unicodedata
 from collections.abc import Callable
 
 import pytest
@@ -131,9 +133,25 @@ CHOICE_CASES: list[tuple[str, str | None]] = [
 ]
 
 
+#: Where the strict extractor (the default) reads differently from the lenient one: a
+#: letter or option mentioned in prose without an answer marker is not an answer.
+STRICT_CHOICE: dict[str, str | None] = {
+    "B: 60°": None,  # no option texts known: only a bare letter is one
+    "A. 40°": None,
+    "B is correct": None,
+    "A is correct": None,
+    "So A.": None,
+    "We eliminate A, so D.": None,
+    "I think C.": None,
+    "I believe it's B": None,
+    "I is correct.": None,
+}
+
+
 @pytest.mark.parametrize(("text", "expected"), CHOICE_CASES)
 def test_extract_choice_cases(text: str, expected: str | None) -> None:
-    assert extract_choice(text, L4) == expected
+    assert extract_choice(text, L4, mode="lenient") == expected
+    assert extract_choice(text, L4) == STRICT_CHOICE.get(text, expected)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -149,29 +167,53 @@ def test_extract_choice_cases(text: str, expected: str | None) -> None:
     ("F or G", None),
 ])
 def test_extract_choice_ten_letters(text: str, expected: str | None) -> None:
-    assert extract_choice(text, L10) == expected
+    assert extract_choice(text, L10, mode="lenient") == expected
+    assert extract_choice(text, L10) == STRICT_CHOICE.get(text, expected)
 
 
 OPTS = ("40°", "60°", "80°", "100°")
 
 
-@pytest.mark.parametrize(("text", "options", "expected"), [
-    ("The angle is 60°", OPTS, "B"),
-    ("The answer is 100°.", OPTS, "D"),
-    ("It could be 40° or 60°", OPTS, None),
-    ("The angle is 160°", ("40°", "60°", "80°", "100°", "160°"), "E"),
-    ("dark red", ("red", "dark red", "blue", "green"), "B"),
-    ("It is red", ("red", "dark red", "blue", "green"), "A"),
-    ("B: 60°", OPTS, "B"),  # the letter wins over option text
-    ("Answer: C, which is 60°", OPTS, "C"),
-    ("<answer>Paris</answer>", ("London", "Paris", "Rome", "Berlin"), "B"),
-    ("nothing relevant", OPTS, None),
-    ("6", ("60", "6", "66", "606"), "B"),
+@pytest.mark.parametrize(("text", "options", "lenient", "strict"), [
+    ("The angle is 60°", OPTS, "B", None),
+    ("The answer is 100°.", OPTS, "D", "D"),
+    ("It could be 40° or 60°", OPTS, None, None),
+    ("The angle is 160°", ("40°", "60°", "80°", "100°", "160°"), "E", None),
+    ("dark red", ("red", "dark red", "blue", "green"), "B", "B"),
+    ("It is red", ("red", "dark red", "blue", "green"), "A", None),
+    ("B: 60°", OPTS, "B", "B"),  # the letter with its own option's text
+    ("C: 60°", OPTS, "C", None),  # a letter with another option's text: not one option
+    ("(B) 60°", OPTS, "B", "B"),
+    ("Answer: C, which is 60°", OPTS, "C", "C"),
+    ("<answer>Paris</answer>", ("London", "Paris", "Rome", "Berlin"), "B", "B"),
+    ("<answer>I think it is Paris</answer>", ("London", "Paris", "Rome", "Berlin"), "B",
+     None),
+    ("nothing relevant", OPTS, None, None),
+    ("6", ("60", "6", "66", "606"), "B", "B"),
+    # the issue's examples: options A 10, B 15, C 20, D 25
+    ("There are 20 bars", ("10", "15", "20", "25"), "C", None),
+    ("The chart has 4 bars; the tallest is 25", ("10", "15", "20", "25"), "D", None),
+    ("ok& 20 6& 20 6&", ("10", "15", "20", "25"), "C", None),
+    ("20", ("10", "15", "20", "25"), "C", "C"),
+    ("Answer: 20", ("10", "15", "20", "25"), "C", "C"),
+    ("Answer: there are 20 bars", ("10", "15", "20", "25"), "C", None),
+    ("\\boxed{25}", ("10", "15", "20", "25"), "D", "D"),
+    ("The bars are tall.\nC", ("10", "15", "20", "25"), "C", "C"),
+    ("C\nThe tallest bar is 25.", ("10", "15", "20", "25"), "C", "C"),
+    ("B\nreasoning\nD", ("10", "15", "20", "25"), "B", None),  # strict: first and last
+    # lines disagree
 ])
 def test_extract_choice_option_text(text: str, options: tuple[str, ...],
-                                    expected: str | None) -> None:
+                                    lenient: str | None, strict: str | None) -> None:
     letters = tuple("ABCDE")[: len(options)]
-    assert extract_choice(text, letters, options) == expected
+    assert extract_choice(text, letters, options, mode="lenient") == lenient
+    assert extract_choice(text, letters, options) == strict
+    assert extract_choice(text, letters, options, mode="strict") == strict
+
+
+def test_unknown_extractor_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown extractor"):
+        extract_choice("B", L4, mode="loose")  # type: ignore[arg-type]
 
 
 def test_extract_choice_letter_outside_set_is_ignored() -> None:
@@ -218,6 +260,11 @@ LONG_TEXTS: list[tuple[str, str | None]] = [
 ]
 
 
+#: Long replies the strict extractor leaves unparsed: a letter at the start of a long first
+#: line or at the very end of a long line, without an answer marker.
+STRICT_LONG = {t[:40] + t[-20:]: None for t in (
+    "B. " + LONG_PROSE, "x " * 50000 + "(C)", "B. Because " + "the angle grows " * 6000)}
+
 TIME_BOUND_S = 0.2  # catastrophic backtracking would take seconds; CPU time, not wall
 
 
@@ -238,7 +285,9 @@ def _best_time(fn: Callable[[], object], runs: int = 3) -> float:
                          ids=[f"long{i}" for i in range(len(LONG_TEXTS))])
 def test_long_outputs_are_fast(text: str, expected: str | None) -> None:
     assert len(text) >= 50000
-    assert extract_choice(text, L4) == expected
+    assert extract_choice(text, L4, mode="lenient") == expected
+    assert extract_choice(text, L4) == STRICT_LONG.get(text[:40] + text[-20:], expected)
+    assert _best_time(lambda: extract_choice(text, L10, OPTS, mode="lenient")) < TIME_BOUND_S
     assert _best_time(lambda: extract_choice(text, L10, OPTS)) < TIME_BOUND_S
     assert _best_time(lambda: extract_number(text)) < TIME_BOUND_S
     assert _best_time(lambda: extract_exact(text)) < TIME_BOUND_S
@@ -246,7 +295,9 @@ def test_long_outputs_are_fast(text: str, expected: str | None) -> None:
 
 def test_long_numeric_output() -> None:
     text = "step 1 gives 3. " * 6000 + "So $h = 58$."
-    assert extract_number(text) == 58
+    assert extract_number(text, mode="lenient") == 58
+    assert extract_number(text) is None  # no answer marker: strict does not guess
+    assert extract_number(text + "\nAnswer: 58") == 58
     assert _best_time(lambda: extract_number(text)) < TIME_BOUND_S
 
 
@@ -293,9 +344,25 @@ NUMBER_CASES: list[tuple[str, float | None]] = [
 ]
 
 
+STRICT_NUMBER: dict[str, float | None] = {
+    "First 10, then 20, finally 30": None,  # several numbers in prose, no marker
+    "There are 20 bars": None,
+    "x = 4 and y = 5": None,
+    "It is 7": None,
+}
+NUMBER_CASES += [("There are 20 bars", 20), ("x = 4 and y = 5", 5), ("It is 7", 7),
+                 ("20 bars", 20), ("Answer: there are 20 bars", 20)]
+
+
 @pytest.mark.parametrize(("text", "expected"), NUMBER_CASES)
 def test_extract_number_cases(text: str, expected: float | None) -> None:
+    lenient = extract_number(text, mode="lenient")
+    if expected is None:
+        assert lenient is None
+    else:
+        assert lenient is not None and math.isclose(lenient, expected, rel_tol=1e-12)
     got = extract_number(text)
+    expected = STRICT_NUMBER.get(text, expected)
     if expected is None:
         assert got is None
     else:
@@ -356,7 +423,9 @@ def test_normalize_text(text: str, expected: str) -> None:
     ("  \n ", None),
 ])
 def test_extract_exact(text: str, expected: str | None) -> None:
-    assert extract_exact(text) == expected
+    assert extract_exact(text, mode="lenient") == expected
+    strict = None if text == "blah\nblah\n\n  Paris  \n" else expected  # several lines
+    assert extract_exact(text) == strict
 
 
 # --------------------------------------------------------------------------------------
@@ -366,13 +435,17 @@ def test_extract_exact(text: str, expected: str | None) -> None:
 def test_extract_answer_dispatch() -> None:
     assert extract_answer("The answer is (b).", CHOICE) == "B"
     assert extract_answer("I cannot tell.", CHOICE) is None
-    assert extract_answer("So $h=58$.", NUMERIC) == "58"
+    assert extract_answer("So $h=58$.", NUMERIC) == "58"  # one labelled number
+    assert extract_answer("So 2 + 3 makes 58.", NUMERIC) is None
     assert extract_answer("x = 2.50", NUMERIC) == "2.5"
     assert extract_answer("x = -\\frac{1}{2}", NUMERIC) == "-0.5"
     assert extract_answer("no idea", NUMERIC) is None
     assert extract_answer("Answer: Paris.", EXACT) == "paris"
     opts_only = AnswerFormat(kind="choice", options=("red", "blue"))
-    assert extract_answer("It is blue", opts_only) == "B"
+    assert extract_answer("It is blue", opts_only, mode="lenient") == "B"
+    assert extract_answer("It is blue", opts_only) is None
+    assert extract_answer("blue", opts_only) == "B"
+    assert extract_answer("So $h=58$.", NUMERIC, mode="lenient") == "58"
 
 
 @pytest.mark.parametrize(("answer", "expected", "fmt", "ok"), [
@@ -466,6 +539,8 @@ TEMPLATES = [
     "Answer: {L}",
     "**{L}**",
 ]
+#: Templates with an answer marker: strict reads them after any prose.
+STRICT_TEMPLATES = TEMPLATES[:3] + TEMPLATES[4:5]
 PROSE_WORDS = [
     "the", "model", "looks", "at", "angle", "triangle", "so", "we", "get", "value", "is",
     "a", "i", "sides", "equal", "therefore", "compute", "area", "of", "figure", "then",
@@ -485,7 +560,9 @@ def test_property_template_extracts_letter(prefix: str, letters: tuple[str, ...]
     letter = data.draw(st.sampled_from(letters), label="letter")
     template = data.draw(st.sampled_from(TEMPLATES), label="template")
     text = prefix + template.format(L=letter)
-    assert extract_choice(text, letters) == letter
+    assert extract_choice(text, letters, mode="lenient") == letter
+    if template in STRICT_TEMPLATES or not prefix.strip() or prefix.endswith("\n"):
+        assert extract_choice(text, letters) == letter
 
 
 FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -500,7 +577,7 @@ def test_property_number_round_trip(x: float, data: st.DataObject, wrap: str) ->
     # Fixed-point formats of huge floats run to hundreds of digits: keep those moderate.
     formats = ["{!r}", "{:.6g}", "{:e}"] + (["{:.3f}", "{:,.2f}"] if abs(x) <= 1e15 else [])
     s = data.draw(st.sampled_from(formats), label="format").format(x)
-    got = extract_number(wrap.format(s))
+    got = extract_number(wrap.format(s), mode="lenient" if "result" in wrap else "strict")
     assert got is not None
     assert got == float(s.replace(",", ""))
     assert parse_number(s) == float(s.replace(",", ""))
@@ -518,3 +595,63 @@ def test_property_never_raises(text: str) -> None:
         ans = extract_answer(text, fmt)
         check_answer(ans, text, fmt)
         check_answer(text, text, fmt)
+
+
+# --------------------------------------------------------------------------------------
+# Strict never guesses: without an answer marker, only a reply (or its first or last line)
+# that is a letter or exactly one option gives an answer
+# --------------------------------------------------------------------------------------
+
+_MARKER = re.compile(r"answer|boxed|fbox|答案", re.IGNORECASE)
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def _tokens(s: str) -> list[str]:
+    """Word tokens of a line, LaTeX commands (``\\text``) left out."""
+    s = re.sub(r"\\[A-Za-z]+", " ", unicodedata.normalize("NFKC", s))
+    return _WORDS.findall(s.casefold())
+
+
+def _answer_shaped(text: str, letter: str, letters: tuple[str, ...],
+                   options: list[str]) -> bool:
+    own = options[letters.index(letter)] if letters.index(letter) < len(options) else None
+    key = letter.casefold()
+    for line in [text, *text.splitlines()]:
+        toks = _tokens(line)
+        if toks in ([key], ["option", key], ["choice", key], ["letter", key]):
+            return True
+        if own is not None and toks and toks in (_tokens(own), [key, *_tokens(own)]):
+            return True
+    return False
+
+
+OPTION_TEXTS = ["10", "15", "20", "25", "red", "dark red", "60°", "Paris"]
+STRICT_TEXT = st.one_of(
+    st.lists(st.sampled_from(PIECES + OPTION_TEXTS + PROSE_WORDS + [" ", "\n", "; "]),
+             max_size=30).map("".join),
+    st.text(max_size=120),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=STRICT_TEXT, letters=LETTER_SETS,
+       options=st.lists(st.sampled_from(OPTION_TEXTS), max_size=5, unique=True))
+def test_property_strict_reads_no_answer_that_was_not_given(
+        text: str, letters: tuple[str, ...], options: list[str]) -> None:
+    got = extract_choice(text, letters, options)
+    if got is None or _MARKER.search(text):
+        return
+    assert _answer_shaped(text, got, letters, options), (text, got)
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=st.lists(st.sampled_from(PROSE_WORDS + OPTION_TEXTS), min_size=3, max_size=30))
+def test_property_strict_prose_with_option_values_is_unparsed(words: list[str]) -> None:
+    # a sentence of three or more words holding option values but no marker and no line
+    # that is an option: never an answer under strict, whatever it contains
+    text = " ".join(words)
+    if _MARKER.search(text) or _answer_shaped(text, "A", L4, OPTION_TEXTS[:4]):
+        return
+    got = extract_choice(text, L4, OPTION_TEXTS[:4])
+    assert got is None or _answer_shaped(text, got, L4, OPTION_TEXTS[:4]), (text, got)
+    assert extract_number(text) is None or len(_tokens(text)) <= 3

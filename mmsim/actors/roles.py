@@ -62,7 +62,7 @@ class ModelActor(Actor[tuple[Observation, AskContext], Response]):
         except InfrastructureError as exc:
             return Response(**env, text="", answer=None, parse="error", error=str(exc),
                             usage=Usage(retries=exc.retries), simulated=self.backend.simulated)
-        answer = extract_answer(c.text, obs.answer_format)
+        answer = extract_answer(c.text, obs.answer_format, mode=obs.extractor)
         return Response(**env, text=c.text, answer=answer,
                         parse="parsed" if answer is not None else "unparsed",
                         usage=c.usage, latency_s=c.latency_s, simulated=c.simulated)

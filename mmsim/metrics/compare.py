@@ -5,7 +5,8 @@ Per receiver x provider x policy cell present in both runs, for each metric:
 
 * ``a``, ``b``: the metric of each run on all its items (as ``mmsim report`` shows it);
 * ``diff``: b − a on the **shared items** only (sample ids present in both runs for that
-  metric), with a 95% percentile **paired** bootstrap interval: the shared sample ids are
+  metric), with a 95% percentile **paired** bootstrap interval (seeded per cell and metric, so a
+  cell's interval does not depend on the other cells): the shared sample ids are
   resampled with replacement and both runs' outcomes on the same ids move together, which
   removes the item-difficulty variance an unpaired comparison would carry.
 
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsim.metrics.intervals import LEVEL, PAIRED_BOOTSTRAP, keyed_rng, percentile_bounds
 from mmsim.store import RunStore
 
 SCHEMA = "mmsim.compare.v1"
@@ -80,16 +82,9 @@ def _ratio(d: dict[str, tuple[float, float]]) -> float | None:
     return sum(v[0] for v in d.values()) / den if den else None
 
 
-def _interval(diffs: np.ndarray[Any, Any]) -> tuple[float | None, float | None]:
-    finite = diffs[np.isfinite(diffs)]
-    if finite.size == 0:
-        return None, None
-    lo, hi = np.percentile(finite, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def _paired_binary(a: dict[str, float], b: dict[str, float], rng: np.random.Generator,
                    resamples: int) -> dict[str, Any]:
+    """b - a on the shared items, with a paired bootstrap interval."""
     shared = sorted(set(a) & set(b))
     out: dict[str, Any] = {"a": _mean(a), "b": _mean(b), "n_a": len(a), "n_b": len(b),
                            "n_shared": len(shared), "diff": None, "lo": None, "hi": None}
@@ -100,7 +95,7 @@ def _paired_binary(a: dict[str, float], b: dict[str, float], rng: np.random.Gene
     out["diff"] = float(y.mean() - x.mean())
     if resamples > 0:
         idx = rng.integers(0, len(shared), size=(resamples, len(shared)))
-        out["lo"], out["hi"] = _interval((y[idx] - x[idx]).mean(axis=1))
+        out["lo"], out["hi"] = percentile_bounds((y[idx] - x[idx]).mean(axis=1))
     return out
 
 
@@ -118,7 +113,7 @@ def _paired_ratio(a: dict[str, tuple[float, float]], b: dict[str, tuple[float, f
         idx = rng.integers(0, len(shared), size=(resamples, len(shared)))
         with np.errstate(divide="ignore", invalid="ignore"):
             d = bn[idx].sum(1) / bd[idx].sum(1) - an[idx].sum(1) / ad[idx].sum(1)
-        out["lo"], out["hi"] = _interval(d)
+        out["lo"], out["hi"] = percentile_bounds(d)
     return out
 
 
@@ -134,7 +129,6 @@ def compare(store_a: RunStore, store_b: RunStore, *, resamples: int = 1000, seed
             run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:
     """Run B minus run A, per cell and metric (see the module docstring)."""
     a, b = _RunItems(store_a), _RunItems(store_b)
-    rng = np.random.default_rng(seed)
     keys_b = set(b.keys)
     cells = []
     for key in a.keys:
@@ -142,9 +136,12 @@ def compare(store_a: RunStore, store_b: RunStore, *, resamples: int = 1000, seed
             continue
         cells.append({
             "receiver": key[0], "provider": key[1], "policy": key[2],
-            "accuracy": _paired_binary(a.accuracy(key), b.accuracy(key), rng, resamples),
-            "correction_rate": _paired_binary(a.solved(key), b.solved(key), rng, resamples),
-            "parse_failure_rate": _paired_ratio(a.parse(key), b.parse(key), rng, resamples),
+            "accuracy": _paired_binary(a.accuracy(key), b.accuracy(key),
+                                       keyed_rng(seed, *key, "accuracy"), resamples),
+            "correction_rate": _paired_binary(a.solved(key), b.solved(key),
+                                              keyed_rng(seed, *key, "correction"), resamples),
+            "parse_failure_rate": _paired_ratio(a.parse(key), b.parse(key),
+                                                keyed_rng(seed, *key, "parse"), resamples),
         })
     keys_a = set(a.keys)
     return {
@@ -152,8 +149,8 @@ def compare(store_a: RunStore, store_b: RunStore, *, resamples: int = 1000, seed
         "a": _run_info(run_dir_a, a), "b": _run_info(run_dir_b, b),
         "same_dataset": (_run_info("", a)["dataset_fingerprint"]
                          == _run_info("", b)["dataset_fingerprint"]),
-        "ci": {"method": "paired percentile bootstrap over shared sample ids", "level": 0.95,
-               "resamples": resamples, "seed": seed},
+        "ci": {"method": PAIRED_BOOTSTRAP, "level": LEVEL, "resamples": resamples,
+               "seed": seed},
         "metrics": ["accuracy", "correction_rate", "parse_failure_rate"],
         "cells": cells,
         "only_in_a": [list(k) for k in a.keys if k not in keys_b],
@@ -177,7 +174,6 @@ def compare_outcomes(store_a: RunStore, store_b: RunStore, *, resamples: int = 1
 
     run_a, cells_a = outcomes(store_a)
     run_b, cells_b = outcomes(store_b)
-    rng = np.random.default_rng(seed)
     keys = sorted(set(cells_a) & set(cells_b))
     fp = [((r.get("manifest") or {}).get("dataset") or {}).get("fingerprint")
           for r in (run_a, run_b)]
@@ -191,12 +187,13 @@ def compare_outcomes(store_a: RunStore, store_b: RunStore, *, resamples: int = 1
     return {
         "schema": SCHEMA, "a": info(run_dir_a, run_a), "b": info(run_dir_b, run_b),
         "same_dataset": fp[0] == fp[1],
-        "ci": {"method": "paired percentile bootstrap over shared sample ids", "level": 0.95,
-               "resamples": resamples, "seed": seed},
+        "ci": {"method": PAIRED_BOOTSTRAP, "level": LEVEL, "resamples": resamples,
+               "seed": seed},
         "key_names": ["agent", "episode kind", "condition"],
         "metrics": ["solved"],
         "cells": [{"receiver": k[0], "provider": k[1], "policy": k[2],
-                   "solved": _paired_binary(cells_a[k], cells_b[k], rng, resamples)}
+                   "solved": _paired_binary(cells_a[k], cells_b[k], keyed_rng(seed, *k, "solved"),
+                                           resamples)}
                   for k in keys],
         "only_in_a": [list(k) for k in sorted(set(cells_a) - set(cells_b))],
         "only_in_b": [list(k) for k in sorted(set(cells_b) - set(cells_a))],

@@ -14,7 +14,9 @@ within the round budget:
 * parse-failure rate: receiver replies without an extractable answer / all receiver replies
 * leak rate: feedback flagged by the leak detector / feedback given
 
-Intervals are 95% percentile bootstrap intervals over items (seeded, reproducible).
+Proportions carry 95% Wilson score intervals (:mod:`mmsim.metrics.intervals`): one
+quantity on the same items has the same interval wherever it is shown. Differences between
+runs (``mmsim compare``) use a paired bootstrap over items.
 """
 
 from __future__ import annotations
@@ -22,22 +24,40 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
-
 from mmsim.metrics.human import human_metrics
+from mmsim.metrics.intervals import ci_info, proportion
 from mmsim.store import RunStore
 
 
-def _interval(successes: int, n: int, rng: np.random.Generator, b: int) -> dict[str, Any]:
-    if n == 0:
-        return {"value": None, "lo": None, "hi": None}
-    p = successes / n
-    if b == 0:
-        return {"value": p, "lo": None, "hi": None}
-    # resampling n binary outcomes with replacement: the count is Binomial(n, p)
-    draws = rng.binomial(n, p, size=b) / n
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return {"value": p, "lo": float(lo), "hi": float(hi)}
+def _interval(successes: int, n: int) -> dict[str, Any]:
+    return proportion(successes, n)
+
+
+def extractor_sensitivity(screen_eps: list[dict[str, Any]], test_eps: list[dict[str, Any]],
+                          primary: str) -> dict[str, Any] | None:
+    """The same replies read by the other extractor (strict <-> lenient; the grades store
+    both readings): accuracy and correction under each, and the share of episodes where the
+    two disagree on at least one reply. Under the other extractor an item it reads correct
+    at round 0 leaves the test set; the rest count as corrected at the first round it reads
+    correct (re-graded on the replies played, which stop at the primary's correction).
+    None for runs recorded before both readings were stored."""
+    if any("n_disagree" not in e for e in [*screen_eps, *test_eps]):
+        return None
+    alt = "lenient" if primary == "strict" else "strict"
+    n = len(screen_eps)
+    acc_alt = sum(e["alt_correct_round"] == 0 for e in screen_eps)
+    alt_test = [e for e in test_eps if e["alt_correct_round"] != 0]
+    corr_alt = sum(e["alt_correct_round"] is not None for e in alt_test)
+    n_c = sum(bool(e["solved"]) for e in test_eps)
+    fig: dict[str, Any] = {
+        primary: {"accuracy": _interval(sum(bool(e["first_correct"]) for e in screen_eps), n),
+                  "correction": _interval(n_c, len(test_eps))},
+        alt: {"accuracy": _interval(acc_alt, n), "correction": _interval(corr_alt,
+                                                                       len(alt_test))},
+    }
+    return {"primary": primary, "alternative": alt, **fig,
+            "screening_disagree": _interval(sum(e["n_disagree"] > 0 for e in screen_eps), n),
+            "disagree": _interval(sum(e["n_disagree"] > 0 for e in test_eps), len(test_eps))}
 
 
 def _chance(n_options: int, rounds: int) -> float:
@@ -140,7 +160,7 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
         return {"run_id": None, "cells": [], "agents": []}
     scenario = run["scenario"]
     max_rounds = int(scenario.get("protocol", {}).get("max_rounds", 3))
-    rng = np.random.default_rng(seed)
+    extractor = str(scenario.get("protocol", {}).get("extractor", "strict"))
 
     screen: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     screen_failed: dict[str, int] = defaultdict(int)
@@ -172,8 +192,9 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
         unparsed = sum(bool(e["first_unparsed"]) for e in eps)
         agents_out.append({
             "name": name, "roles": roles[name], "n": n, "n_correct": correct,
-            "accuracy": _interval(correct, n, rng, resamples),
+            "accuracy": _interval(correct, n),
             "parse_failure_rate": unparsed / n if n else None, "n_unparsed": unparsed,
+            "parse_failure": _interval(unparsed, n),
             "failed": screen_failed.get(name, 0),
             "simulated": any(bool(e["simulated"]) for e in eps),
             "tokens": {"prompt": sum(e["model_prompt_tokens"] for e in eps),
@@ -203,7 +224,7 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
                     cum += at
                     by_round.append({"round": k, "corrected": at,
                                      "rate": at / n_test if n_test else None,
-                                     "cumulative": _interval(cum, n_test, rng, resamples)})
+                                     "cumulative": _interval(cum, n_test)})
                 fb_resp = sum(e["n_responses"] - 1 for e in eps)
                 fb_unparsed = sum(e["n_unparsed"] - int(bool(e["first_unparsed"])) for e in eps)
                 n_fb = sum(e["n_feedback"] for e in eps)
@@ -222,17 +243,19 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
                     "receiver": r["name"], "provider": p["name"], "policy": pol,
                     "simulated": any(bool(e["simulated"]) for e in rs.values()),
                     "n": n, "n_wrong": n_wrong,
-                    "accuracy": _interval(n - n_wrong, n, rng, resamples),
+                    "accuracy": _interval(n - n_wrong, n),
                     "n_test": n_test, "n_corrected": n_c,
-                    "correction_rate": _interval(n_c, n_test, rng, resamples),
+                    "correction_rate": _interval(n_c, n_test),
                     "correction_by_round": by_round,
                     "chance_correction": chance,
                     "chance_adjusted_correction": adj,
                     "parse_failure_rate": ((screen_unparsed + fb_unparsed) / (n + fb_resp)
                                            if n + fb_resp else None),
                     "n_unparsed": screen_unparsed + fb_unparsed,
+                    "parse_failure": _interval(screen_unparsed + fb_unparsed, n + fb_resp),
                     "n_feedback": n_fb, "n_leaked": n_leak,
                     "leak_rate": n_leak / n_fb if n_fb else None,
+                    "leak": _interval(n_leak, n_fb),
                     "failed": cell_failed.get(key, 0),
                     "mean_rounds": (sum(e["rounds"] for e in eps) / n_test) if n_test else None,
                     "tokens": {"receiver_prompt": sum(e["model_prompt_tokens"] for e in eps),
@@ -241,8 +264,10 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
                                "feedback": sum(e["provider_prompt_tokens"]
                                             + e["provider_completion_tokens"] for e in eps)},
                     "by_category": {c: {"n_test": v[1], "n_corrected": v[0],
-                                        "correction_rate": v[0] / v[1]}
+                                        "correction_rate": v[0] / v[1],
+                                        "correction": _interval(v[0], v[1])}
                                     for c, v in sorted(cats.items())},
+                    "extractor": extractor_sensitivity(list(rs.values()), eps, extractor),
                     **usage["cells"].get(key, {"retries": {"receiver": 0, "provider": 0},
                                                "cost": None}),
                 })
@@ -252,9 +277,9 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
         "run_id": run["run_id"], "name": run["name"], "status": run["status"],
         "simulated": bool(manifest.get("simulated")),
         "test_set": scenario.get("protocol", {}).get("test_set", "intersection"),
+        "extractor": extractor,
         "max_rounds": max_rounds,
-        "ci": {"method": "percentile bootstrap over items", "level": 0.95,
-               "resamples": resamples, "seed": seed},
+        "ci": ci_info(resamples, seed),
         "counts": store.counts(),
         "retries": usage["retries"],
         "cost": usage["cost"],

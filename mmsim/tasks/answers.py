@@ -35,8 +35,10 @@ from typing import Literal, TypeVar
 from mmsim.messages import AnswerFormat
 
 __all__ = [
+    "MODES",
     "SCAN_LIMIT",
     "SHORT_TEXT_CHARS",
+    "Mode",
     "check_answer",
     "extract_answer",
     "extract_choice",
@@ -173,6 +175,16 @@ def normalize_text(s: str) -> str:
 # --------------------------------------------------------------------------------------
 
 RegionKind = Literal["tag", "boxed", "marker", "whole"]
+#: ``strict`` (default): only answers the reply gives as answers; ``lenient``: also unique
+#: letter mentions and contained option texts in short replies (VLMEvalKit's first stage).
+Mode = Literal["strict", "lenient"]
+MODES: tuple[Mode, ...] = ("strict", "lenient")
+
+
+def _strict(mode: str) -> bool:
+    if mode not in MODES:
+        raise ValueError(f"unknown extractor {mode!r}: use strict or lenient")
+    return mode == "strict"
 
 _OPEN_TAG_RE = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
 _CLOSE_TAG_RE = re.compile(r"<\s*/\s*answer\s*>", re.IGNORECASE)
@@ -455,11 +467,75 @@ def _match_options(region: str,
     return _AMBIGUOUS if kept else _NONE
 
 
-def _match_choice(region: str, kind: RegionKind, spec: _LetterSpec,
+def _equals_option(region: str, options: Sequence[tuple[str, str]]
+                   ) -> tuple[_Status, str | None]:
+    """The letter of the option whose text *is* the region (normalised, whole tokens)."""
+    key = _token_key(region)
+    if not key:
+        return _NONE
+    hits = {letter for letter, opt in options if opt == key}
+    if len(hits) == 1:
+        return "match", next(iter(hits))
+    return _AMBIGUOUS if hits else _NONE
+
+
+def _labelled_option(line: str, spec: _LetterSpec,
+                     options: Sequence[tuple[str, str]]) -> str | None:
+    """``B``, ``(B)``, ``**B.**``, or a letter followed by its own option's text
+    (``B. 15``, ``(B) 15``, ``B: 15``): the whole line is one labelled option."""
+    r = line.strip()
+    if not r or len(r) > 400:
+        return None
+    if len(r) <= 60:
+        bare = _bare_letter(r, spec)
+        if bare is not None:
+            return bare
+    lead = _lead(r, spec, explicit=False, strict=True)
+    if lead is None or lead[0] != "match" or lead[1] is None:
+        return None
+    letter = lead[1]
+    m = spec.token_re.search(r)
+    assert m is not None
+    rest = r[m.end():].lstrip(" \t)]}*_.:-")
+    own = dict(options).get(letter)
+    if own is not None and _token_key(rest) == own:
+        return letter
+    return None
+
+
+def _strict_whole(body: str, spec: _LetterSpec,
                   options: Sequence[tuple[str, str]]) -> tuple[_Status, str | None]:
+    """Strict reading of a reply without an answer marker: the reply (or its first or last
+    line) is a letter or a labelled option, or the whole reply is one option's text."""
+    r = body.strip()
+    if not r:
+        return _NONE
+    whole = _labelled_option(r, spec, options)
+    if whole is not None:
+        return "match", whole
+    status, letter = _equals_option(r, options)
+    if status != "none":
+        return status, letter
+    lines = [ln for ln in r.splitlines() if ln.strip()]
+    if len(lines) > 1:
+        first = _labelled_option(lines[0], spec, options) if len(lines[0]) <= 60 else None
+        last = _labelled_option(lines[-1], spec, options) if len(lines[-1]) <= 60 else None
+        if first is not None and last is not None and first != last:
+            return _AMBIGUOUS
+        found = last or first
+        if found is not None:
+            return "match", found
+    return _NONE
+
+
+def _match_choice(region: str, kind: RegionKind, spec: _LetterSpec,
+                  options: Sequence[tuple[str, str]], *,
+                  strict: bool = False) -> tuple[_Status, str | None]:
     r = region.strip()
     if not r:
         return _NONE
+    if strict and kind == "whole":
+        return _strict_whole(r, spec, options)
     if len(r) <= 60:
         bare = _bare_letter(r, spec)
         if bare is not None:
@@ -474,7 +550,7 @@ def _match_choice(region: str, kind: RegionKind, spec: _LetterSpec,
             return _AMBIGUOUS
         if found:
             return "match", found.pop()
-        return _match_options(r, options)
+        return _equals_option(r, options) if strict else _match_options(r, options)
     # Long region: only unmistakable answer forms.
     end = spec.end_re.search(r[-80:])
     if end is not None:
@@ -490,8 +566,18 @@ def _match_choice(region: str, kind: RegionKind, spec: _LetterSpec,
     return lead if lead is not None else _NONE
 
 
-def extract_choice(text: str, letters: Sequence[str], options: Sequence[str] = ()) -> str | None:
+def extract_choice(text: str, letters: Sequence[str], options: Sequence[str] = (), *,
+                   mode: Mode = "strict") -> str | None:
     """Extract the final option letter from a model's reply.
+
+    ``strict`` (the default) reads an answer only where the reply gives one: an explicit
+    region (``<answer>``, ``\\boxed{}``, an "Answer:"/"the answer is" marker), where
+    option text must *equal* the region; or, without a marker, a reply (or its first or last
+    line) that is nothing but a letter or a labelled option (``B``, ``(B) 15``) or whose
+    whole text is one option's text. A reply that merely *contains* an option's value
+    ("There are 20 bars") is unparsed. ``lenient`` also reads short replies the way
+    VLMEvalKit's first stage does: a unique letter mention or a unique option text contained
+    in the reply.
 
     Recognises ``B``, ``(B)``, ``(b)``, ``B.``, ``B)``, ``[B]``, ``**B**``, ``Option B``,
     ``option (b)``, ``B: 60°``, full-width ``Ｂ``, in the regions described in the module
@@ -517,8 +603,9 @@ def extract_choice(text: str, letters: Sequence[str], options: Sequence[str] = (
     opts = [(letter, key) for letter, opt in zip(letters, options, strict=False)
             if letter and (key := _token_key(opt))]
     body = _final_body(_halfwidth(text))
+    strict = _strict(mode)
     for region, kind in _regions(body):
-        status, letter = _match_choice(region, kind, spec, opts)
+        status, letter = _match_choice(region, kind, spec, opts, strict=strict)
         if status == "match":
             return letter
         if status == "ambiguous":
@@ -660,19 +747,66 @@ def parse_number(s: str) -> float | None:
     return _match_value(m)
 
 
-def extract_number(text: str) -> float | None:
+def extract_number(text: str, *, mode: Mode = "strict") -> float | None:
     """Extract the final numeric answer: the last number in the deciding region.
+
+    ``strict``: without an answer marker, the reply (or its first or last line) must be one
+    number (``58``, ``$h=58$``, ``12 cm``); "There are 20 bars" is unparsed. ``lenient``:
+    the last number anywhere in the reply.
 
     Args:
         text: The model's raw output.
+        mode: ``strict`` or ``lenient``.
 
     Returns:
         The number, or ``None`` when no region holds one.
     """
-    for region, _kind in _regions(_final_body(text)):
+    strict = _strict(mode)
+    for region, kind in _regions(_final_body(text)):
+        if strict and kind == "whole":
+            return _strict_number(region)
         value = _last_number(region)
         if value is not None:
             return value
+    return None
+
+
+_UNIT_RE = re.compile(r"[^\W\d_]{1,12}(?:[ \t]+[^\W\d_]{1,12})?|")
+
+
+def _number_alone(line: str) -> float | None:
+    """A line that is one number, with at most a short unit (``12 cm``, ``58°``, ``$h=58$``):
+    not a sentence that happens to hold one number."""
+    value = parse_number(line)
+    if value is None:
+        return None
+    parts = _EQUALS_RE.split(_clean_math(line))
+    label = " ".join(parts[:-1]).strip(" \t*_")
+    if label and (len(label) > 24 or any(c.isdigit() for c in label)
+                  or len(label.split()) > 2):
+        return None  # "x = 4 and y = 5": not one labelled number
+    t = parts[-1]
+    m = _NUM_RE.search(t)
+    if m is None:
+        return None
+    before = t[:m.start()].strip(" \t*_([{\"'`")
+    after = t[m.end():].strip(" \t.,;:!?)]}*_\"'`")
+    return value if before in ("", "$", "€", "£", "¥", "~", "≈") and _UNIT_RE.fullmatch(after) \
+        else None
+
+
+def _strict_number(region: str) -> float | None:
+    r = region.strip()
+    if not r or len(r) > SCAN_LIMIT:
+        return None
+    value = _number_alone(r)
+    if value is not None:
+        return value
+    lines = [ln for ln in r.splitlines() if ln.strip()]
+    if len(lines) > 1:
+        for line in (lines[-1], lines[0]):
+            if len(line) <= 80 and (value := _number_alone(line)) is not None:
+                return value
     return None
 
 
@@ -695,22 +829,27 @@ def format_number(value: float) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def extract_exact(text: str) -> str | None:
+def extract_exact(text: str, *, mode: Mode = "strict") -> str | None:
     """Extract the final answer string, normalised with :func:`normalize_text`.
 
-    For the whole-text fallback the last non-empty line is taken.
+    Without an answer marker, ``strict`` takes a reply of one short line
+    (<= ``SHORT_TEXT_CHARS``) as the answer and leaves anything longer unparsed;
+    ``lenient`` takes the last non-empty line.
 
     Args:
         text: The model's raw output.
+        mode: ``strict`` or ``lenient``.
 
     Returns:
         The normalised answer, or ``None`` when it is empty.
     """
+    strict = _strict(mode)
     for region, kind in _regions(_final_body(text)):
         candidate = region
         if kind == "whole":
             lines = [ln for ln in region.splitlines() if ln.strip()]
-            if not lines:
+            if not lines or (strict and (len(lines) > 1
+                                         or len(lines[0].strip()) > SHORT_TEXT_CHARS)):
                 return None
             candidate = lines[-1]
         norm = normalize_text(candidate)
@@ -730,7 +869,7 @@ def _choice_letters(fmt: AnswerFormat) -> tuple[str, ...]:
     return tuple(chr(ord("A") + i) for i in range(min(len(fmt.options), 26)))
 
 
-def extract_answer(text: str, fmt: AnswerFormat) -> str | None:
+def extract_answer(text: str, fmt: AnswerFormat, *, mode: Mode = "strict") -> str | None:
     """Extract the answer for a format.
 
     ``choice`` returns a letter (``fmt.letters``, or A, B, ... for ``fmt.options`` when
@@ -740,16 +879,17 @@ def extract_answer(text: str, fmt: AnswerFormat) -> str | None:
     Args:
         text: The model's raw output.
         fmt: How the answer is extracted.
+        mode: ``strict`` (default) or ``lenient`` (see :func:`extract_choice`).
 
     Returns:
         The answer, or ``None`` when unparsed.
     """
     if fmt.kind == "choice":
-        return extract_choice(text, _choice_letters(fmt), fmt.options)
+        return extract_choice(text, _choice_letters(fmt), fmt.options, mode=mode)
     if fmt.kind == "numeric":
-        value = extract_number(text)
+        value = extract_number(text, mode=mode)
         return None if value is None else format_number(value)
-    return extract_exact(text)
+    return extract_exact(text, mode=mode)
 
 
 def _choice_key(s: str) -> str:

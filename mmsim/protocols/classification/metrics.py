@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsim.metrics.intervals import wilson_bounds
 from mmsim.store import RunStore
 
 SCHEMA = "mmsim.classification.v1"
@@ -32,7 +33,13 @@ def _acc(outcomes: Iterable[dict[str, Any]], key: str) -> dict[str, Any]:
             n_multi += 1
             multi += int(pred is not None and pred in o["labels"])
     return {"n": n, "single": single / n if n else None,
-            "n_multi": n_multi, "multi": multi / n_multi if n_multi else None}
+            "n_multi": n_multi, "multi": multi / n_multi if n_multi else None,
+            "single_ci": _bounds(single, n), "multi_ci": _bounds(multi, n_multi)}
+
+
+def _bounds(k: int, n: int) -> list[float] | None:
+    """The 95% Wilson interval of k of n, ``[lo, hi]`` (None when n is 0)."""
+    return list(wilson_bounds(k, n)) if n else None
 
 
 def _rate(k: int, n: int) -> float | None:

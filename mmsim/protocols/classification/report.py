@@ -21,6 +21,13 @@ def _s(acc: dict[str, Any] | None) -> float | None:
     return None if not acc else acc.get("single")
 
 
+def _ci(acc: dict[str, Any] | None) -> str:
+    """Single-label accuracy with its 95% Wilson interval, "58.3 [46.7–71.7]"."""
+    s = _pct(_s(acc))
+    ci = (acc or {}).get("single_ci")
+    return f"{s} [{_pct(ci[0])}–{_pct(ci[1])}]" if ci and s != "—" else s
+
+
 def render(metrics: dict[str, Any]) -> Group:
     title = f"{metrics.get('name')} — {metrics.get('run_id')}"
     banner = Text("SIMULATED AGENTS (sim backend): these figures describe simulated models, "
@@ -32,7 +39,8 @@ def render(metrics: dict[str, Any]) -> Group:
     mc_enc = next((m["multiple_choice"]["encoder"] for m in models
                    if m.get("multiple_choice")), None)
 
-    t = Table(title=f"Classification protocols, accuracy % (single label) — {title}",
+    t = Table(title=f"Classification protocols, accuracy % (single label) [95% Wilson CI] — "
+                    f"{title}",
               title_justify="left")
     cols = ["model", f"closed ({closed_enc})", "closed unmapped", "off-list %",
             f"MC-{k} random", f"MC-{k} hard ({mc_enc})", "rand−hard pts",
@@ -47,12 +55,12 @@ def render(metrics: dict[str, Any]) -> Group:
         n = sum(x["n"] for x in unparsed)
         t.add_row(
             m["name"] + (" (sim)" if m.get("simulated") else ""),
-            _pct(_s(cl and cl["accuracy"])), _pct(_s(cl and cl["accuracy_without_mapping"])),
+            _ci(cl and cl["accuracy"]), _pct(_s(cl and cl["accuracy_without_mapping"])),
             _pct(cl and cl["out_of_list_rate"]),
-            _pct(_s(mc and mc["random"] and mc["random"]["accuracy"])),
-            _pct(_s(mc and mc["hard"] and mc["hard"]["accuracy"])),
+            _ci(mc and mc["random"] and mc["random"]["accuracy"]),
+            _ci(mc and mc["hard"] and mc["hard"]["accuracy"]),
             _pts(mc and mc["inflation"] and mc["inflation"]["single"]),
-            *[_pct(_s(op and op["by_encoder"].get(e))) for e in encoders],
+            *[_ci(op and op["by_encoder"].get(e)) for e in encoders],
             _pct(_s(op and op["accuracy_without_mapping"])),
             _pct(op and op["out_of_list_rate"]),
             _pct(sum(x["n_unparsed"] for x in unparsed) / n if n else None),

@@ -23,7 +23,7 @@ from mmsim.data.sample import Sample
 from mmsim.errors import InfrastructureError
 from mmsim.messages import ChatTurn, Feedback, Grade, Observation, Part, Response, Text
 from mmsim.policies.base import PolicyFn
-from mmsim.tasks.answers import check_answer
+from mmsim.tasks.answers import Mode, check_answer, extract_answer
 
 INSTRUCTIONS = {
     "choice": "Answer with the letter of the correct option. End your reply with "
@@ -63,12 +63,21 @@ class PolicyPlan:
 
 
 def payload(sample: Sample, *, rounds: int = 0, corrected_round: int | None = None,
-            n_feedback: int = 0, n_leaked: int = 0) -> dict[str, Any]:
+            n_feedback: int = 0, n_leaked: int = 0, grades: tuple[Grade, ...] = ()
+            ) -> dict[str, Any]:
     """An InterFeedback episode's own fields: feedback rounds played, the round of the
-    correction (None: not corrected), options of the item, feedback given, and leaked."""
-    return {"rounds": rounds, "corrected_round": corrected_round,
-            "n_options": len(sample.answer_format.letters), "n_feedback": n_feedback,
-            "n_leaked": n_leaked}
+    correction (None: not corrected), options of the item, feedback given, and leaked; and,
+    from the grades, how the other extractor reads the same replies: ``alt_correct_round``
+    (the first round whose reply it grades correct; None: none), ``n_disagree`` (replies
+    the two extractors read differently)."""
+    out: dict[str, Any] = {"rounds": rounds, "corrected_round": corrected_round,
+                           "n_options": len(sample.answer_format.letters),
+                           "n_feedback": n_feedback, "n_leaked": n_leaked}
+    if grades:
+        out["alt_correct_round"] = next((r for r, g in enumerate(grades) if g.alt_correct),
+                                        None)
+        out["n_disagree"] = sum(g.alt_answer != g.answer for g in grades)
+    return out
 
 
 def first_turn(sample: Sample, instruction: str | None = None) -> ChatTurn:
@@ -118,6 +127,7 @@ class InterFeedbackEnv:
     provider: FeedbackProviderActor | None = None
     plan: PolicyPlan | None = None
     first: ChatTurn | None = None  # the first user turn, when the caller has it built
+    extractor: Mode = "strict"
     state: EpisodeState = field(init=False)
 
     def reset(self) -> Observation:
@@ -128,7 +138,7 @@ class InterFeedbackEnv:
     def observation(self) -> Observation:
         return Observation(run_id=self.run_id, episode_id=self.episode_id, turn=self.state.turn,
                            sender="env", conversation=self.state.conversation,
-                           answer_format=self.sample.answer_format)
+                           answer_format=self.sample.answer_format, extractor=self.extractor)
 
     def ask_context(self) -> AskContext:
         s = self.state
@@ -137,11 +147,16 @@ class InterFeedbackEnv:
                           seed=self.seed)
 
     def grade(self, response: Response) -> Grade:
+        """Check the response; the same reply is also read by the other extractor
+        (``alt_answer``/``alt_correct``: the report's extractor sensitivity)."""
         fmt = self.sample.answer_format
+        other: Mode = "lenient" if self.extractor == "strict" else "strict"
+        alt = extract_answer(response.text, fmt, mode=other)
         return Grade(run_id=self.run_id, episode_id=self.episode_id, turn=response.turn,
                      sender="env", correct=check_answer(response.answer, self.sample.answer, fmt),
                      answer=response.answer, expected=self.sample.answer, method=fmt.kind,
-                     unparsed=response.parse == "unparsed")
+                     unparsed=response.parse == "unparsed", alt_answer=alt,
+                     alt_correct=check_answer(alt, self.sample.answer, fmt))
 
     async def step(self, response: Response) -> Step:
         s = self.state

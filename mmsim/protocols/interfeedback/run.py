@@ -218,7 +218,8 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         eid = screen_id(model.name, sample.id)
         env = InterFeedbackEnv(sample=sample, run_id=self.run_id, episode_id=eid,
                                episode_key="screen", receiver=model.name, seed=self.scn.seed,
-                               max_rounds=0, first=self.first(sample))
+                               max_rounds=0, first=self.first(sample),
+                               extractor=self.scn.protocol.extractor)
         obs = env.reset()
         resp = await model.ask((obs, env.ask_context()))
         rec = EpisodeRecord(episode_id=eid, run_id=self.run_id, kind="screen",
@@ -233,6 +234,7 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
             return Played(rec)
         rec.first_correct = rec.solved = step.grade.correct
         rec.first_unparsed = step.grade.unparsed
+        rec.payload = payload(sample, grades=(step.grade,))
         rec.n_responses, rec.n_unparsed = 1, int(step.grade.unparsed)
         rec.model_prompt_tokens = resp.usage.prompt_tokens
         rec.model_completion_tokens = resp.usage.completion_tokens
@@ -247,7 +249,8 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
                                episode_key=f"{provider.name}/{plan.name}",
                                receiver=receiver.name, seed=self.scn.seed,
                                max_rounds=self.scn.protocol.max_rounds, provider=provider,
-                               plan=plan, first=self.first(sample))
+                               plan=plan, first=self.first(sample),
+                               extractor=self.scn.protocol.extractor)
         obs = env.reset()
         resp = first.model_copy(update={"episode_id": eid, "run_id": self.run_id})
         messages: list[Any] = [obs, resp]
@@ -294,7 +297,7 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         rec.solved = st.solved
         rec.payload = payload(sample, rounds=st.turn,
                               corrected_round=st.turn if st.solved else None,
-                              n_feedback=n_feedback, n_leaked=n_leaked)
+                              n_feedback=n_feedback, n_leaked=n_leaked, grades=st.grades)
         rec.messages = tuple(messages)
         return Played(rec, turns=turns)
 

@@ -71,6 +71,10 @@ class ProtocolSpec(BaseModel):
     #: of every receiver is a label proposal that each human provider confirms, edits or
     #: rejects; docs/human.md)
     mode: Literal["feedback", "annotate"] = "feedback"
+    #: how answers are read from replies: ``strict`` (only an answer given as one: a letter,
+    #: an answer marker, or exactly one option) or ``lenient`` (also a unique letter or
+    #: option-text mention, as VLMEvalKit's first stage); the report shows both figures
+    extractor: Literal["strict", "lenient"] = "strict"
 
 
 class Scenario(ScenarioModel):
@@ -130,8 +134,9 @@ class Scenario(ScenarioModel):
                 if agent.get("kind") == "model":  # and agents that are not human proxies
                     for key in ("kind", "channel", "human"):
                         agent.pop(key, None)
-        if out["protocol"].get("mode") == "feedback":
-            del out["protocol"]["mode"]
+        for key, default in (("mode", "feedback"), ("extractor", "strict")):
+            if out["protocol"].get(key) == default:  # defaults keep the fingerprint
+                del out["protocol"][key]
         return out
 
 

@@ -2,7 +2,7 @@
 
 * **Levels** (evaluation pass), per model and level L1/L2/L3 and overall: accuracy (the
   accuracy reward's mean), format rate, the share of replies without an ``<answer>`` tag,
-  with 95% percentile bootstrap intervals over items.
+  with 95% Wilson score intervals (both rewards are 0/1 per item).
 * **Side by side**: every model against the first (the base), per level: the accuracy
   difference on the items both answered, with a paired bootstrap interval.
 * **Rollouts**, per model: groups (prompts) and samples, mean reward and accuracy, the mean
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mmsim.metrics.intervals import ci_info, keyed_rng, percentile_bounds, proportion
 from mmsim.protocols.video.rewards import group_stats, pass_at_k
 from mmsim.store import RunStore
 
@@ -47,17 +48,9 @@ def load_results(store: RunStore, kind: str) -> tuple[list[dict[str, Any]], dict
     return out, failed
 
 
-def _interval(values: np.ndarray[Any, Any], rng: np.random.Generator, b: int
-              ) -> dict[str, Any]:
-    n = values.size
-    if n == 0:
-        return {"value": None, "lo": None, "hi": None, "n": 0}
-    out: dict[str, Any] = {"value": float(values.mean()), "lo": None, "hi": None, "n": int(n)}
-    if b > 0:
-        idx = rng.integers(0, n, size=(b, n))
-        lo, hi = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
-        out["lo"], out["hi"] = float(lo), float(hi)
-    return out
+def _rate(values: np.ndarray[Any, Any]) -> dict[str, Any]:
+    """A 0/1 reward's mean as a proportion with its Wilson interval."""
+    return proportion(int((values >= 1.0).sum()), int(values.size))
 
 
 def _levels(rs: list[dict[str, Any]]) -> list[str]:
@@ -65,8 +58,7 @@ def _levels(rs: list[dict[str, Any]]) -> list[str]:
     return [lv for lv in LEVEL_ORDER if lv in present] + sorted(present - set(LEVEL_ORDER))
 
 
-def level_table(results: list[dict[str, Any]], rng: np.random.Generator, b: int
-                ) -> dict[str, dict[str, Any]]:
+def level_table(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_model[r["model"]].append(r)
@@ -77,8 +69,9 @@ def level_table(results: list[dict[str, Any]], rng: np.random.Generator, b: int
             sel = rs if level == "all" else [r for r in rs if r["level"] == level]
             acc = np.array([r["rewards"]["accuracy"] for r in sel], dtype=float)
             fmt = np.array([r["rewards"]["format"] for r in sel], dtype=float)
-            cells[level] = {"n": len(sel), "accuracy": _interval(acc, rng, b),
+            cells[level] = {"n": len(sel), "accuracy": _rate(acc),
                             "format": float(fmt.mean()) if sel else None,
+                            "format_rate": _rate(fmt),
                             "no_answer_tag": (sum(r["answer"] is None for r in sel) / len(sel)
                                               if sel else None),
                             "with_video": sum(bool(r["with_video"]) for r in sel)}
@@ -86,7 +79,7 @@ def level_table(results: list[dict[str, Any]], rng: np.random.Generator, b: int
     return out
 
 
-def side_by_side(results: list[dict[str, Any]], models: list[str], rng: np.random.Generator,
+def side_by_side(results: list[dict[str, Any]], models: list[str], seed: int,
                  b: int) -> list[dict[str, Any]]:
     """Each model after the first against the first, per level (paired on items)."""
     acc: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
@@ -108,9 +101,9 @@ def side_by_side(results: list[dict[str, Any]], models: list[str], rng: np.rando
                 y = np.array([o[s] for s in shared])
                 row["diff"] = float(y.mean() - x.mean())
                 if b > 0:
+                    rng = keyed_rng(seed, base, other, level)
                     idx = rng.integers(0, len(shared), size=(b, len(shared)))
-                    lo, hi = np.percentile((y[idx] - x[idx]).mean(axis=1), [2.5, 97.5])
-                    row["lo"], row["hi"] = float(lo), float(hi)
+                    row["lo"], row["hi"] = percentile_bounds((y[idx] - x[idx]).mean(axis=1))
             out.append(row)
     return out
 
@@ -172,7 +165,7 @@ def compute(store: RunStore) -> dict[str, Any]:
         return {"schema": SCHEMA, "kind": "video", "run_id": None, "models": []}
     scenario, manifest = run["scenario"], run["manifest"]
     models = [m["name"] for m in scenario.get("models", [])]
-    rng = np.random.default_rng(int(scenario.get("seed", 0)))
+    seed = int(scenario.get("seed", 0))
     resamples = int(scenario.get("run", {}).get("bootstrap", 1000))
     ev, failed_eval = load_results(store, EP_EVAL)
     ro, failed_ro = load_results(store, EP_ROLLOUT)
@@ -182,8 +175,9 @@ def compute(store: RunStore) -> dict[str, Any]:
         "name": run.get("name"), "status": run.get("status"),
         "simulated": bool(manifest.get("simulated")), "models": models,
         "rewards": scenario.get("rewards", ["accuracy", "format"]),
-        "levels": level_table(ev, rng, resamples),
-        "side_by_side": side_by_side(ev, models, rng, resamples),
+        "levels": level_table(ev),
+        "side_by_side": side_by_side(ev, models, seed, resamples),
+        "ci": ci_info(resamples, seed),
         "rollouts": rollout_stats(ro, list(ro_spec.get("k", [1])), int(ro_spec.get("ddof", 1)))
         if ro else {},
         "rollout_spec": ro_spec,
