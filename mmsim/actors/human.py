@@ -18,7 +18,8 @@ from mmsim.actors.roles import FeedbackProviderActor, FeedbackRequest
 from mmsim.backends.base import Backend
 from mmsim.human import HumanBackend, HumanItem
 from mmsim.human.base import Mode
-from mmsim.messages import Usage
+from mmsim.messages import ChatTurn, Usage
+from mmsim.policies.base import messages_text
 
 #: ``FeedbackRequest.options`` key that selects the channel's mode (``feedback`` or
 #: ``annotate``).
@@ -52,12 +53,13 @@ class HumanProxyActor(FeedbackProviderActor):
         await super().aclose()
         await self.channel.stop()
 
-    def provider_call(self, msg: FeedbackRequest
-                      ) -> Callable[[str], Coroutine[Any, Any, tuple[str, Usage, dict[str, Any]]]]:
+    def provider_call(self, msg: FeedbackRequest) -> Callable[
+            [tuple[ChatTurn, ...]], Coroutine[Any, Any, tuple[str, Usage, dict[str, Any]]]]:
         mode: Mode = "annotate" if msg.options.get(MODE_OPTION) == "annotate" else "feedback"
         round_ = 0 if mode == "annotate" else msg.round
 
-        async def ask(prompt: str) -> tuple[str, Usage, dict[str, Any]]:
+        async def ask(messages: tuple[ChatTurn, ...]) -> tuple[str, Usage, dict[str, Any]]:
+            prompt = messages_text(messages)  # the person sees the item's images on the page
             item = HumanItem(
                 key=f"{msg.grade.episode_id}#{mode}{round_}", episode_id=msg.grade.episode_id,
                 sample=msg.sample, conversation=msg.conversation, responses=msg.responses,

@@ -9,8 +9,8 @@ lives in :mod:`mmsim.actors.human` and overrides :meth:`FeedbackProviderActor.pr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mmsim.actors.base import Actor
@@ -22,6 +22,7 @@ from mmsim.messages import (
     Feedback,
     Grade,
     Observation,
+    Part,
     Response,
     Text,
     Usage,
@@ -84,6 +85,8 @@ class FeedbackRequest:
     options: dict[str, Any]
     episode_key: str
     seed: int
+    #: the scenario's prompt templates for policies (``feedback``), empty for the defaults
+    prompts: Mapping[str, str] = field(default_factory=dict)
 
 
 class FeedbackProviderActor(Actor[FeedbackRequest, Feedback]):
@@ -94,17 +97,16 @@ class FeedbackProviderActor(Actor[FeedbackRequest, Feedback]):
         super().__init__(name, **kw)
         self.backend = backend
 
-    def provider_call(self, msg: FeedbackRequest
-                      ) -> Callable[[str], Coroutine[Any, Any, tuple[str, Usage, dict[str, Any]]]]:
-        """What ``ctx.ask_provider(prompt)`` calls for ``msg`` (a HumanProxy overrides it
-        to reach its channel instead of a model)."""
+    def provider_call(self, msg: FeedbackRequest) -> Callable[
+            [tuple[ChatTurn, ...]], Coroutine[Any, Any, tuple[str, Usage, dict[str, Any]]]]:
+        """What ``ctx.ask_provider(prompt)`` calls for ``msg``, with the prompt as a message
+        list (a HumanProxy overrides it to reach its channel instead of a model)."""
         oracle = Oracle(sample=msg.sample, responses=msg.responses, feedback=msg.feedback,
                         episode_key=msg.episode_key)
 
-        async def generate(prompt: str) -> tuple[str, Usage, dict[str, Any]]:
+        async def generate(messages: tuple[ChatTurn, ...]) -> tuple[str, Usage, dict[str, Any]]:
             c = await self.backend.generate(GenerateRequest(
-                messages=(ChatTurn(role="user", parts=(Text(text=prompt),)),),
-                purpose="feedback", seed=msg.seed, oracle=oracle))
+                messages=messages, purpose="feedback", seed=msg.seed, oracle=oracle))
             return c.text, c.usage, c.meta
 
         return generate
@@ -114,7 +116,7 @@ class FeedbackProviderActor(Actor[FeedbackRequest, Feedback]):
         ctx = FeedbackContext(
             sample=msg.sample, conversation=msg.conversation, responses=msg.responses,
             grade=g, round=msg.round, policy=msg.policy_name, provider=self.name,
-            options=msg.options, _generate=self.provider_call(msg),
+            options=msg.options, _generate=self.provider_call(msg), prompts=msg.prompts,
             _envelope={"run_id": g.run_id, "episode_id": g.episode_id, "turn": g.turn,
                        "sender": self.name})
         try:
@@ -152,6 +154,11 @@ class JudgeRequest:
     scale: int = 5
     oracle: Oracle | None = None
     seed: int = 0
+    #: the visual input the judge sees with the prompt (images, video), in one message
+    visuals: tuple[Part, ...] = ()
+    #: the prompt template (fields ``{rubric}``, ``{question}``, ``{reference}``,
+    #: ``{output}``, ``{scale}``); None: :data:`JUDGE_PROMPT`
+    prompt: str | None = None
 
 
 JUDGE_PROMPT = """Score how well the OUTPUT answers the QUESTION compared with the REFERENCE.
@@ -174,16 +181,17 @@ class JudgeActor(Actor[JudgeRequest, Verdict]):
         self.retries = retries
 
     async def handle(self, msg: JudgeRequest) -> Verdict:
-        prompt = JUDGE_PROMPT.format(rubric=msg.rubric, question=msg.question,
-                                     reference=msg.reference, output=msg.output,
-                                     scale=msg.scale)
+        prompt = (msg.prompt or JUDGE_PROMPT).format(
+            rubric=msg.rubric, question=msg.question, reference=msg.reference,
+            output=msg.output, scale=msg.scale)
+        parts: tuple[Part, ...] = (*msg.visuals, Text(text=prompt))
         env = {"run_id": msg.run_id, "episode_id": msg.episode_id, "turn": msg.turn,
                "sender": self.name}
         pt = ct = retries = 0
         text = ""
         for attempt in range(self.retries + 1):
             c = await self.backend.generate(GenerateRequest(
-                messages=(ChatTurn(role="user", parts=(Text(text=prompt),)),), purpose="judge",
+                messages=(ChatTurn(role="user", parts=parts),), purpose="judge",
                 seed=msg.seed + attempt, oracle=msg.oracle))
             pt += c.usage.prompt_tokens
             ct += c.usage.completion_tokens

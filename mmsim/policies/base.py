@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mmsim.data.sample import Sample
-from mmsim.messages import ChatTurn, Feedback, Grade, Response, Usage
+from mmsim.messages import ChatTurn, Feedback, Grade, Image, Part, Response, Text, Usage, Video
 from mmsim.policies.leak import detect_leak
 from mmsim.registry import Registry
 
+#: What a policy may send its provider: a text prompt (one user turn), content parts (one
+#: multimodal user turn: images, video, text, in order), or a whole message list.
+ProviderInput = str | Sequence[Part] | Sequence[ChatTurn]
+
 
 class _Generator(Protocol):
-    async def __call__(self, prompt: str, /) -> tuple[str, Usage, dict[str, Any]]: ...
+    async def __call__(self, messages: tuple[ChatTurn, ...], /
+                       ) -> tuple[str, Usage, dict[str, Any]]: ...
+
+
+def provider_messages(prompt: ProviderInput) -> tuple[ChatTurn, ...]:
+    """The message list a :data:`ProviderInput` stands for.
+
+    Raises:
+        TypeError: for anything else (a policy's bug, named by the caller).
+    """
+    if isinstance(prompt, str):
+        return (ChatTurn(role="user", parts=(Text(text=prompt),)),)
+    items: tuple[Any, ...] = tuple(prompt)
+    if items and all(isinstance(x, ChatTurn) for x in items):
+        return items
+    if items and all(isinstance(x, (Text, Image, Video)) for x in items):
+        return (ChatTurn(role="user", parts=items),)
+    raise TypeError("ask_provider takes a str, a sequence of content parts (Text, Image, "
+                    "Video) or a sequence of ChatTurn, got "
+                    f"{type(prompt).__name__} of {sorted({type(x).__name__ for x in items})}")
+
+
+def messages_text(messages: Sequence[ChatTurn]) -> str:
+    """The text parts of a message list, one turn per paragraph (for channels that show
+    people text: a person sees the item's images on their own page)."""
+    return "\n\n".join("\n".join(p.text for p in turn.parts if isinstance(p, Text))
+                        for turn in messages).strip()
 
 
 @dataclass(slots=True)
@@ -29,6 +59,8 @@ class FeedbackContext:
         policy: the name the scenario gave this policy.
         provider: the provider's name.
         options: the policy's ``options:`` from the scenario.
+        prompts: the scenario's prompt templates for policies (``feedback``: the detailed
+            feedback prompt; empty: the built-in defaults).
     """
 
     sample: Sample
@@ -43,14 +75,39 @@ class FeedbackContext:
     _envelope: dict[str, Any]
     usage: Usage = Usage()
     meta: dict[str, Any] | None = None
+    prompts: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def response(self) -> Response:
         return self.responses[-1]
 
-    async def ask_provider(self, prompt: str) -> str:
-        """Ask the provider's backend (model, human or sim) and return its text."""
-        text, usage, meta = await self._generate(prompt)
+    @property
+    def visuals(self) -> tuple[Part, ...]:
+        """The item's images, then its videos (by reference: backends send the frames)."""
+        return (*self.sample.images, *self.sample.videos)
+
+    def with_visuals(self, text: str) -> tuple[Part, ...]:
+        """One multimodal message's parts: the item's images/videos, then ``text``."""
+        return (*self.visuals, Text(text=text))
+
+    def transcript(self) -> str:
+        """The conversation so far as text, one ``Student:``/``Teacher:`` line per turn
+        (images left out: send them with :meth:`with_visuals`)."""
+        lines = []
+        for turn in self.conversation:
+            text = " ".join(p.text for p in turn.parts if isinstance(p, Text)).strip()
+            lines.append(f"{'Student' if turn.role == 'assistant' else 'Teacher'}: {text}")
+        lines.append(f"Student: {self.response.text.strip()}")
+        return "\n".join(lines)
+
+    async def ask_provider(self, prompt: ProviderInput) -> str:
+        """Ask the provider's backend (model, human or sim) and return its text.
+
+        ``prompt`` is a text (one user turn), content parts (one multimodal user turn, e.g.
+        ``ctx.with_visuals(text)``: the provider sees the image) or a list of ChatTurn
+        (the policy writes the whole conversation the provider sees).
+        """
+        text, usage, meta = await self._generate(provider_messages(prompt))
         self.usage = Usage(prompt_tokens=self.usage.prompt_tokens + usage.prompt_tokens,
                            completion_tokens=self.usage.completion_tokens
                            + usage.completion_tokens,
@@ -68,6 +125,8 @@ class FeedbackContext:
 
 
 PolicyFn = Callable[[FeedbackContext], Awaitable[Feedback]]
+__all__ = ["POLICIES", "FeedbackContext", "PolicyFn", "ProviderInput", "messages_text",
+           "policy", "provider_messages"]
 POLICIES: Registry[PolicyFn] = Registry("policy")
 
 

@@ -22,13 +22,31 @@ async def binary(ctx: FeedbackContext) -> Feedback:
     return ctx.feedback(ctx.options.get("text", "Your answer is incorrect."), kind="binary")
 
 
+HISTORY_BLOCK = "\n\nThe conversation so far:\n{transcript}"
+
+
+def detailed_prompt(ctx: FeedbackContext) -> str:
+    """The detailed-feedback prompt's text: ``options.prompt``, else the scenario's
+    ``prompts.feedback``, else :data:`DETAILED_PROMPT`, filled with the question, the
+    correct answer and the student's; with ``options.history: true`` the conversation so
+    far is appended."""
+    given = ctx.response.answer if ctx.response.answer is not None else ctx.response.text[-500:]
+    template = str(ctx.options.get("prompt") or ctx.prompts.get("feedback") or DETAILED_PROMPT)
+    text = template.format(question=ctx.sample.question, answer=ctx.sample.answer_text,
+                           given=given)
+    if ctx.options.get("history", False):
+        text += HISTORY_BLOCK.format(transcript=ctx.transcript())
+    return text
+
+
 @policy("detailed")
 async def detailed(ctx: FeedbackContext) -> Feedback:
-    """The provider explains what is wrong without giving the answer (leaks are flagged)."""
-    given = ctx.response.answer if ctx.response.answer is not None else ctx.response.text[-500:]
-    template = str(ctx.options.get("prompt", DETAILED_PROMPT))
-    text = await ctx.ask_provider(template.format(
-        question=ctx.sample.question, answer=ctx.sample.answer_text, given=given))
+    """The provider, looking at the item's image(s) or video, explains what is wrong
+    without giving the answer (leaks are flagged). ``options.show_image: false`` sends the
+    text alone; ``options.history: true`` adds the conversation so far."""
+    prompt = detailed_prompt(ctx)
+    show = ctx.options.get("show_image", True)
+    text = await ctx.ask_provider(ctx.with_visuals(prompt) if show else prompt)
     return ctx.feedback(text.strip(), kind="detailed")
 
 

@@ -26,8 +26,8 @@ async def human(ctx: FeedbackContext) -> Feedback:
     given = ctx.response.answer if ctx.response.answer is not None else ctx.response.text[-500:]
     template = str(ctx.options.get("prompt", HUMAN_PROMPT))
     try:
-        text = await ctx.ask_provider(template.format(
-            question=ctx.sample.question, answer=ctx.sample.answer_text, given=given))
+        text = await ctx.ask_provider(ctx.with_visuals(template.format(
+            question=ctx.sample.question, answer=ctx.sample.answer_text, given=given)))
     except InfrastructureError as exc:
         fallback = getattr(exc, "fallback", None)  # a replay miss with on_miss: <policy>
         if not fallback:

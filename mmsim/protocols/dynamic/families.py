@@ -65,6 +65,9 @@ class TaskFamily:
 
     code: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    #: whether judging this family's outputs needs the visual input (``judge.sees_image:
+    #: auto``): a caption or a posed question is right or wrong about the image itself
+    judge_needs_visual: ClassVar[bool] = False
     name: str = ""
 
     def applies(self, item: Sample) -> bool:
@@ -160,6 +163,8 @@ class VisualQA(TaskFamily):
 class Captioning(TaskFamily):
     """T1: describe the input (open; judged against the reference caption)."""
 
+    judge_needs_visual = True
+
     code, title = "T1", "captioning"
 
     def applies(self, item: Sample) -> bool:
@@ -177,6 +182,8 @@ class Captioning(TaskFamily):
 @task_family("pose")
 class QuestionPosing(TaskFamily):
     """T2: propose a related question and answer it (open; judged)."""
+
+    judge_needs_visual = True
 
     code, title = "T2", "question posing"
 

@@ -189,10 +189,17 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
                       for p in self.pairs]
         self.task_by_id = {u.episode_id: u for u in self.tasks}
         self.calib_by_id = {u.episode_id: u for u in self.calib}
+        self.item_by_id = {s.id: s for s in items}
 
     def manifest(self) -> dict[str, Any]:
+        from mmsim.actors.roles import JUDGE_PROMPT
+        from mmsim.runtime.manifest import sha256_text
+
         return {"task_codes": {t: family_code(t) for t in self.scn.tasks},
-                "calibration_pairs": len(self.pairs)}
+                "calibration_pairs": len(self.pairs),
+                "prompt_templates": {"judge": sha256_text(self.scn.judge.prompt or JUDGE_PROMPT),
+                                     "judge.overridden": self.scn.judge.prompt is not None,
+                                     "judge.sees_image": self.scn.judge.sees_image}}
 
     def jobs(self, phase: str, done: Container[str], store: RunStore | None
              ) -> tuple[Jobs[str], int]:
@@ -232,6 +239,8 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
             v: Verdict = await judge.ask(JudgeRequest(
                 run_id=self.run_id, episode_id=key, turn=0, question=p.question,
                 output=p.candidate, reference=p.reference, scale=scn.judge.scale,
+                visuals=scn.judge_visuals(p.family, self.item_by_id[p.item_id]),
+                prompt=scn.judge.prompt,
                 oracle=_judge_oracle(key, p.item_id, p.candidate, p.reference,
                                      scn.judge.scale),
                 seed=scn.seed + 1000 * u.run))
@@ -294,6 +303,7 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
                     run_id=self.run_id, episode_id=u.episode_id, turn=1,
                     question=inst.prompt, output=resp.text, reference=inst.expected,
                     rubric=inst.rubric, scale=scn.judge.scale,
+                    visuals=scn.judge_visuals(inst.family, u.item), prompt=scn.judge.prompt,
                     oracle=_judge_oracle(u.episode_id, u.item.id, resp.text,
                                          inst.expected, scn.judge.scale),
                     seed=scn.seed))

@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mmsim.data.sample import Sample
+from mmsim.messages import Part
 from mmsim.protocols.dynamic.data import DYN_DATASETS
 from mmsim.protocols.dynamic.families import DEFAULT_TASKS, TASK_FAMILIES
 from mmsim.registry import Registry, did_you_mean
@@ -50,6 +52,24 @@ class JudgeSettings(BaseModel):
     calibration: CalibrationSpec = CalibrationSpec()
     retries: int = Field(2, ge=0, le=10)
     scale: int = Field(5, ge=1, le=100)
+    #: the judge's prompt template (``{rubric}``, ``{question}``, ``{reference}``,
+    #: ``{output}``, ``{scale}``); None: the built-in one (docs/dynamic.md)
+    prompt: str | None = None
+    #: whether the judge sees the item's image(s)/video with the prompt: ``auto`` for the
+    #: families whose correctness depends on the image (captioning, question posing; also
+    #: in their calibration), ``always``, or ``never`` (text only)
+    sees_image: Literal["auto", "always", "never"] = "auto"
+
+    @model_validator(mode="after")
+    def _prompt_fields(self) -> JudgeSettings:
+        if self.prompt is not None:
+            try:
+                self.prompt.format(rubric="", question="", reference="", output="", scale=5)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"judge.prompt: {type(exc).__name__} {exc} — the template may "
+                                 "use only {rubric}, {question}, {reference}, {output}, "
+                                 "{scale} (write {{ and }} for literal braces)") from None
+        return self
 
 
 class DynamicScenario(ScenarioModel):
@@ -97,6 +117,21 @@ class DynamicScenario(ScenarioModel):
     @property
     def scoring_judge(self) -> str:
         return self.judge.use or self.judges[0].name
+
+    def canonical(self) -> dict[str, Any]:
+        out = super().canonical()
+        for key, default in (("prompt", None), ("sees_image", "auto")):
+            if out["judge"].get(key) == default:  # defaults keep the fingerprint
+                out["judge"].pop(key, None)
+        return out
+
+    def judge_visuals(self, family: str, item: Sample) -> tuple[Part, ...]:
+        """What the judge sees of ``item`` when judging ``family`` (``judge.sees_image``)."""
+        mode = self.judge.sees_image
+        if mode == "never" or (mode == "auto"
+                               and not TASK_FAMILIES.get(family).judge_needs_visual):
+            return ()
+        return (*item.images, *item.videos)
 
 
 

@@ -46,9 +46,9 @@ def annotate_id(receiver: str, provider: str, sample_id: str) -> str:
 async def annotate_policy(ctx: FeedbackContext) -> Feedback:
     """Ask the provider to confirm, edit or reject the receiver's proposal."""
     proposal = ctx.response.answer
-    text = await ctx.ask_provider(ANNOTATE_PROMPT.format(
+    text = await ctx.ask_provider(ctx.with_visuals(ANNOTATE_PROMPT.format(
         question=ctx.sample.question, answer=ctx.sample.answer_text,
-        proposal=proposal if proposal is not None else "(none)"))
+        proposal=proposal if proposal is not None else "(none)")))
     meta = dict(ctx.meta or {})
     verdict = meta.get("verdict")
     label = meta.get("label")

@@ -128,6 +128,8 @@ class InterFeedbackEnv:
     plan: PolicyPlan | None = None
     first: ChatTurn | None = None  # the first user turn, when the caller has it built
     extractor: Mode = "strict"
+    reask: str = REASK
+    prompts: dict[str, str] = field(default_factory=dict)  # the scenario's, for policies
     state: EpisodeState = field(init=False)
 
     def reset(self) -> Observation:
@@ -178,13 +180,15 @@ class InterFeedbackEnv:
             fb = await self.provider.ask(FeedbackRequest(
                 sample=self.sample, conversation=s.conversation, responses=s.responses,
                 feedback=s.feedback, grade=grade, round=r, policy_name=rp.name, policy=rp.fn,
-                options=rp.options, episode_key=self.episode_key, seed=self.seed))
+                options=rp.options, episode_key=self.episode_key, seed=self.seed,
+                prompts=self.prompts))
         except InfrastructureError as exc:
             raise EpisodeFailed(f"feedback provider: {exc}") from exc
         s.feedback += (fb,)
         s.conversation += (
             ChatTurn(role="assistant", parts=(Text(text=response.text),)),
-            ChatTurn(role="user", parts=(Text(text=f"{fb.text}\n{REASK}"),)),
+            ChatTurn(role="user", parts=(Text(text=f"{fb.text}\n{self.reask}"
+                                                  if self.reask else fb.text),)),
         )
         s.turn = r
         return Step(self.observation(), reward, False, grade, fb)

@@ -26,6 +26,7 @@ from mmsim.messages import ChatTurn, Response
 from mmsim.policies import POLICIES
 from mmsim.protocols.interfeedback.annotate import annotate_id, annotation_episode
 from mmsim.protocols.interfeedback.env import (
+    REASK,
     EpisodeFailed,
     InterFeedbackEnv,
     PolicyPlan,
@@ -86,12 +87,13 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         from mmsim.protocols.interfeedback.prompts import prompt_template_hashes
 
         return {"prompt_templates": prompt_template_hashes(
-            [r for p in self.scn.policies for r in p.rounds])}
+            [r for p in self.scn.policies for r in p.rounds], self.scn.prompts)}
 
     def first(self, sample: Sample) -> ChatTurn:
         turn = self._firsts.get(sample.id)
         if turn is None:
-            turn = self._firsts[sample.id] = first_turn(sample)
+            instruction = self.scn.prompts.instructions.get(sample.answer_format.kind)
+            turn = self._firsts[sample.id] = first_turn(sample, instruction)
         return turn
 
     # -- the driver's plan -------------------------------------------------------------
@@ -250,7 +252,11 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
                                receiver=receiver.name, seed=self.scn.seed,
                                max_rounds=self.scn.protocol.max_rounds, provider=provider,
                                plan=plan, first=self.first(sample),
-                               extractor=self.scn.protocol.extractor)
+                               extractor=self.scn.protocol.extractor,
+                               reask=(REASK if self.scn.prompts.reask is None
+                                      else self.scn.prompts.reask),
+                               prompts=({"feedback": self.scn.prompts.feedback}
+                                        if self.scn.prompts.feedback else {}))
         obs = env.reset()
         resp = first.model_copy(update={"episode_id": eid, "run_id": self.run_id})
         messages: list[Any] = [obs, resp]

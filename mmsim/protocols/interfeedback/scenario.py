@@ -77,6 +77,40 @@ class ProtocolSpec(BaseModel):
     extractor: Literal["strict", "lenient"] = "strict"
 
 
+_FIELDS = {"feedback": ("question", "answer", "given")}
+
+
+class PromptsSpec(BaseModel):
+    """Prompt templates (``prompts:``); unset ones keep the defaults, whose texts are in
+    docs/scenarios.md and whose hashes every manifest records.
+
+    ``instructions``: the receiver's answer instruction per answer kind (``choice``,
+    ``numeric``, ``exact``), appended to the question; ``reask``: the line after each
+    feedback; ``feedback``: the detailed-feedback prompt of the ``detailed`` policy (fields
+    ``{question}``, ``{answer}``, ``{given}``; a policy's ``options.prompt`` wins).
+    """
+
+    model_config = _STRICT
+    instructions: dict[Literal["choice", "numeric", "exact"], str] = Field(
+        default_factory=dict)
+    reask: str | None = None
+    feedback: str | None = None
+
+    @model_validator(mode="after")
+    def _fields(self) -> PromptsSpec:
+        for name, allowed in _FIELDS.items():
+            template = getattr(self, name)
+            if template is None:
+                continue
+            try:
+                template.format(**{f: "" for f in allowed})
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"prompts.{name}: {type(exc).__name__} {exc} — the template "
+                                 f"may use only {{{'}, {'.join(allowed)}}} (write {{{{ and }}}} "
+                                 "for literal braces)") from None
+        return self
+
+
 class Scenario(ScenarioModel):
     """A scenario file (see docs/scenarios.md)."""
 
@@ -89,6 +123,7 @@ class Scenario(ScenarioModel):
     providers: list[AgentSpec] = Field(min_length=1)
     policies: list[PolicySpec] = Field(min_length=1)
     protocol: ProtocolSpec = ProtocolSpec()
+    prompts: PromptsSpec = PromptsSpec()
     run: RunSpec = RunSpec()
     servers: list[ServerSpec] = Field(default_factory=list)
 
@@ -134,6 +169,8 @@ class Scenario(ScenarioModel):
                 if agent.get("kind") == "model":  # and agents that are not human proxies
                     for key in ("kind", "channel", "human"):
                         agent.pop(key, None)
+        if out["prompts"] == PromptsSpec().model_dump(mode="json"):
+            del out["prompts"]  # the default prompts keep the fingerprint
         for key, default in (("mode", "feedback"), ("extractor", "strict")):
             if out["protocol"].get(key) == default:  # defaults keep the fingerprint
                 del out["protocol"][key]
