@@ -1,0 +1,209 @@
+"""Providers and judges see the image: request bodies captured by a real local
+OpenAI-compatible server (mmsim.testing.EchoServer), no mocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from openai_helpers import run
+
+from mmsim.messages import ChatTurn, Feedback, Text
+from mmsim.policies import FeedbackContext, policy
+from mmsim.runtime import run_scenario
+from mmsim.scenario import load_scenario
+from mmsim.store import RunStore
+from mmsim.testing import EchoServer
+
+
+@policy("test-own-messages")
+async def _own_messages(ctx: FeedbackContext) -> Feedback:
+    """A policy that writes the provider's whole conversation itself."""
+    text = await ctx.ask_provider([
+        ChatTurn(role="system", parts=(Text(text="You grade homework."),)),
+        ChatTurn(role="user", parts=ctx.with_visuals(f"Q: {ctx.sample.question}")),
+        ChatTurn(role="assistant", parts=(Text(text="Ready."),)),
+        ChatTurn(role="user", parts=(Text(text=f"The student said: {ctx.response.text}"),)),
+    ])
+    return ctx.feedback(text, kind="detailed")
+
+
+def _scenario(url: str, policies: str, *, size: int = 6) -> str:
+    return f"""
+name: mm-provider
+seed: 4
+dataset: {{name: synthetic, size: {size}, seed: 5}}
+receivers:
+  - {{name: r1, backend: openai, params: {{base_url: "{url}", model: echo-r, temperature: 0}}}}
+providers:
+  - {{name: p1, backend: openai, params: {{base_url: "{url}", model: echo-p, temperature: 0}}}}
+policies: {policies}
+protocol: {{max_rounds: 2, test_set: all_wrong}}
+run: {{concurrency: 4, bootstrap: 0}}
+"""
+
+
+def _bodies(server: EchoServer, model: str, start: int = 0) -> list[dict[str, Any]]:
+    out = [json.loads(b) for b in server.bodies[start:]]
+    return [b for b in out if b.get("model") == model]
+
+
+def _urls(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return []
+    return [p["image_url"]["url"] for p in content if p.get("type") == "image_url"]
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(p["text"] for p in content if p.get("type") == "text")
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    with EchoServer(record=True) as srv:
+        yield srv
+
+
+def test_detailed_feedback_request_carries_the_image(server: EchoServer, tmp_path: Path
+                                                     ) -> None:
+    start = len(server.bodies)
+    res = run(tmp_path, _scenario(server.base_url, "[detailed]"), tmp_path / "out")
+    assert res.failed == 0
+    receiver = _bodies(server, "echo-r", start)
+    provider = _bodies(server, "echo-p", start)
+    # every item the receiver got wrong had feedback, and every feedback request was seen
+    fb = [b for b in provider if "explain briefly" in _text(b["messages"][-1]["content"]).lower()]
+    assert fb, "no detailed-feedback request reached the server"
+    item_images = {u for b in receiver for u in _urls(b["messages"][0]["content"])}
+    assert item_images
+    for body in fb:
+        msgs = body["messages"]
+        assert len(msgs) == 1 and msgs[0]["role"] == "user"  # one multimodal message
+        content = msgs[0]["content"]
+        kinds = [p["type"] for p in content]
+        assert kinds[-1] == "text" and "image_url" in kinds  # images first, then the prompt
+        urls = _urls(content)
+        assert urls and set(urls) <= item_images  # the very image the receiver saw
+        text = _text(content)
+        assert "Question:" in text and "Student's answer:" in text
+
+
+def test_feedback_bodies_are_deterministic(server: EchoServer, tmp_path: Path) -> None:
+    """The same run twice (fresh stores, no cache reuse) sends byte-identical provider
+    bodies: prefix caches hit and the response cache keys on them."""
+    got = []
+    for i in range(2):
+        start = len(server.bodies)
+        run(tmp_path, _scenario(server.base_url, "[detailed]"), tmp_path / f"out{i}",
+            name=f"s{i}.yaml")
+        got.append(sorted(b for b in server.bodies[start:] if b"echo-p" in b))
+    assert got[0] and got[0] == got[1]
+
+
+def test_show_image_false_and_own_message_list(server: EchoServer, tmp_path: Path) -> None:
+    start = len(server.bodies)
+    pols = ("[{name: plain, policy: detailed, options: {show_image: false, history: true}},"
+            " test-own-messages]")
+    res = run(tmp_path, _scenario(server.base_url, pols), tmp_path / "out")
+    assert res.failed == 0
+    provider = _bodies(server, "echo-p", start)
+    plain = [b for b in provider if len(b["messages"]) == 1
+             and "explain briefly" in _text(b["messages"][0]["content"]).lower()]
+    own = [b for b in provider if len(b["messages"]) == 4]
+    assert plain and own
+    for b in plain:
+        assert _urls(b["messages"][0]["content"]) == []  # text alone
+        assert "The conversation so far:" in _text(b["messages"][0]["content"])
+    for b in own:
+        assert [m["role"] for m in b["messages"]] == ["system", "user", "assistant", "user"]
+        assert _urls(b["messages"][1]["content"])  # the policy put the image there
+        assert b["messages"][3]["content"] in (
+            [{"type": "text", "text": _text(b["messages"][3]["content"])}],
+            _text(b["messages"][3]["content"]))
+
+
+def test_prompts_from_the_scenario_reach_receiver_and_provider(server: EchoServer,
+                                                               tmp_path: Path) -> None:
+    start = len(server.bodies)
+    text = _scenario(server.base_url, "[detailed]") + """
+prompts:
+  instructions: {choice: "Reply with 'Answer: <letter>' only (custom)."}
+  reask: "Try once more (custom)."
+  feedback: "CUSTOM FEEDBACK PROMPT. Q={question} A={answer} S={given}"
+"""
+    res = run(tmp_path, text, tmp_path / "out")
+    assert res.failed == 0
+    receiver = _bodies(server, "echo-r", start)
+    firsts = [_text(b["messages"][0]["content"]) for b in receiver]
+    assert any("(custom)" in t for t in firsts)  # choice items: the custom instruction
+    assert not any("Answer with the letter" in t for t in firsts)  # the default's gone
+    assert any("Answer: <number>" in t for t in firsts)  # numeric items keep theirs
+    later = [b for b in receiver if len(b["messages"]) > 1]
+    assert later and all("Try once more (custom)." in _text(b["messages"][-1]["content"])
+                         for b in later)
+    provider = _bodies(server, "echo-p", start)
+    fb = [b for b in provider if "CUSTOM FEEDBACK PROMPT" in _text(b["messages"][0]["content"])]
+    assert fb and all(_urls(b["messages"][0]["content"]) for b in fb)
+    store = RunStore.open(tmp_path / "out", create=False)
+    try:
+        hashes = (store.run() or {})["manifest"]["prompt_templates"]
+    finally:
+        store.close()
+    assert hashes["prompts.overridden"] == "feedback,instructions.choice,reask"
+
+
+def test_a_bad_prompt_template_is_refused_at_validate(tmp_path: Path) -> None:
+    p = tmp_path / "s.yaml"
+    p.write_text(_scenario("http://127.0.0.1:9/v1", "[detailed]")
+                 + "prompts: {feedback: 'Q={question} {solution}'}\n")
+    from mmsim.errors import UserError
+    with pytest.raises(UserError, match=r"prompts.feedback.*solution"):
+        load_scenario(p)
+
+
+def _dyn(url: str, sees: str) -> str:
+    return f"""
+kind: dynamic
+name: mm-judge
+seed: 1
+dataset: {{name: synthetic-scenes, size: 6, seed: 0}}
+tasks: [qa, caption]
+models:
+  - {{name: m, backend: sim, params: {{skill: 1.0}}}}
+judges:
+  - {{name: j, backend: openai, params: {{base_url: "{url}", model: echo-j, temperature: 0}}}}
+judge:
+  min_auroc: 0.0
+  sees_image: {sees}
+  calibration: {{items: 2, paraphrases: 1, corruptions: 1, runs: 1}}
+run: {{concurrency: 4, bootstrap: 0}}
+"""
+
+
+def _judge_answer(messages: list[Any], digest: bytes) -> str:
+    return f"Score: {digest[0] % 6}\nReason: looked."
+
+
+@pytest.mark.parametrize("sees", ["auto", "never", "always"])
+def test_dynamic_judge_sees_the_image_where_the_task_needs_it(tmp_path: Path,
+                                                              sees: str) -> None:
+    with EchoServer(record=True, answer=_judge_answer) as srv:
+        p = tmp_path / "d.yaml"
+        p.write_text(_dyn(srv.base_url, sees))
+        res = anyio.run(lambda: run_scenario(load_scenario(p), tmp_path / "out"))
+        assert res.failed == 0
+        judged = [json.loads(b) for b in srv.bodies]
+    assert judged
+    for b in judged:
+        content = b["messages"][-1]["content"]
+        text = _text(content)
+        caption = "Describe the image" in text
+        want = {"never": False, "always": True, "auto": caption}[sees]
+        assert bool(_urls(content)) is want, (sees, text[:80])
+    if sees == "auto":
+        assert any("Describe the image" in _text(b["messages"][-1]["content"]) for b in judged)
