@@ -26,12 +26,15 @@ import random
 from typing import Any
 
 import anyio
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmsim.backends.base import Backend, Completion, GenerateRequest, Oracle, backend
 from mmsim.data.sample import Sample
 from mmsim.errors import UserError, validated
 from mmsim.messages import Usage
+
+log = structlog.get_logger("mmsim.sim")
 
 DEFAULT_UPTAKE = {"binary": 0.25, "detailed": 0.40, "reveal": 0.92, "none": 0.05,
                   "misleading": 0.10}
@@ -106,6 +109,21 @@ class SimBackend(Backend):
         super().__init__(name, params)
         self.p = self.check_params(name, params)
         self._uptake = {**DEFAULT_UPTAKE, **self.p.uptake}
+        self._warned: set[str] = set()
+
+    def _uptake_of(self, kind: str) -> float:
+        """The uptake of a feedback kind: its own entry in ``uptake``, else the
+        ``uptake.default`` entry, else binary's (a custom kind with neither is logged once
+        per agent, since the sim then treats it as binary feedback; docs/sim.md)."""
+        if kind in self._uptake:
+            return self._uptake[kind]
+        if "default" in self._uptake:
+            return self._uptake["default"]
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("sim.unknown_feedback_kind", agent=self.name, kind=kind,
+                        uses="binary", fix=f"set params.uptake.{kind} (or uptake.default)")
+        return self._uptake["binary"]
 
     @classmethod
     def check_params(cls, name: str, params: dict[str, Any]) -> SimParams:
@@ -163,7 +181,7 @@ class SimBackend(Backend):
         kind = last.feedback_kind
         if kind == "detailed" and last.meta.get("sim_helpful") is False:
             kind = "misleading"
-        up = self._uptake.get(kind, self._uptake["binary"])
+        up = self._uptake_of(kind)
         up *= p.uptake_decay ** (len(oracle.feedback) - 1)
         if rng.random() < up:
             return truth
