@@ -17,7 +17,8 @@ def detect_leak(text: str, sample: Sample) -> bool:
     """True when ``text`` names the sample's answer.
 
     Choice items: the correct letter in an answer-like phrase ("answer is B", "(B)",
-    "option B", "B is correct") or the correct option's text. Numeric/exact items: the
+    "Option B", "B is correct"; the words in any case, a one-letter answer only as written)
+    or the correct option's text. Numeric/exact items: the
     answer's value as a number or phrase in the text. Mentions of *other* letters (the
     receiver's wrong answer) are not leaks.
     """
@@ -27,8 +28,8 @@ def detect_leak(text: str, sample: Sample) -> bool:
         letter = re.escape(sample.answer)
         patterns = (
             rf"\({letter}\)",
-            rf"\b(?:answer|option|choice)\s*(?:is|:|should be|=)?\s*\(?{letter}\b(?!')",
-            rf"\b{letter}\s+is\s+(?:the\s+)?(?:correct|right)\b",
+            rf"\b(?i:answer|option|choice)\s*(?i:is|:|should be|=)?\s*\(?{letter}\b(?!')",
+            rf"\b{letter}\s+(?i:is)\s+(?i:the\s+)?(?i:correct|right)\b",
         )
         if any(re.search(pat, text, flags=re.IGNORECASE if len(sample.answer) > 1 else 0)
                for pat in patterns):
