@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import SMALL, play
+
 from mmsim.data.sample import Sample
 from mmsim.messages import AnswerFormat
 from mmsim.metrics import compute
@@ -89,7 +89,7 @@ def test_every_cell_figure_matches_an_independent_recomputation(
     for c in m["cells"]:
         r, p, pol = c["receiver"], c["provider"], c["policy"]
         mine = [e for (a, _), e in screen.items() if a == r]
-        grades0 = {e["sample_id"]: [x for x in msgs[e["episode_id"]] if x["kind"] == "grade"][0]
+        grades0 = {e["sample_id"]: next(x for x in msgs[e["episode_id"]] if x["kind"] == "grade")
                    for e in mine}
         n = len(mine)
         wrong = [s for s, g in grades0.items() if not g["correct"]]
