@@ -72,7 +72,11 @@ def test_qa_scorer_choice_and_numeric() -> None:
     s = fam.score("I cannot tell.", inst)
     assert s.score == 0.0 and s.answer is None
     num = _item(question="How many?", answer="3", answer_format=AnswerFormat(kind="numeric"))
-    assert fam.score("There are 3.", _inst("qa", num)).score == 1.0
+    assert fam.score("There are 3.\nAnswer: 3", _inst("qa", num)).score == 1.0
+    assert fam.score("3", _inst("qa", num)).score == 1.0
+    # the strict extractor: a number in prose without an answer marker is not an answer
+    prose = fam.score("There are 3.", _inst("qa", num))
+    assert prose.score == 0.0 and prose.answer is None
     assert fam.score("There are three... no, 4", _inst("qa", num)).score == 0.0
 
 
@@ -101,7 +105,9 @@ def test_verify_scorer_and_candidates() -> None:
 def test_count_describe_eliminate_scorers() -> None:
     count = _inst("count")
     assert count.expected == "5"
-    assert TASK_FAMILIES.get("count").score("I count 5 shapes.", count).score == 1.0
+    assert TASK_FAMILIES.get("count").score("I count 5 shapes.\nAnswer: 5", count).score == 1.0
+    assert TASK_FAMILIES.get("count").score("5 shapes", count).score == 1.0
+    assert TASK_FAMILIES.get("count").score("I count 5 shapes.", count).answer is None
     assert TASK_FAMILIES.get("count").score("6", count).score == 0.0
     assert not TASK_FAMILIES.get("count").applies(_item(meta={}))
     da = _inst("describe-answer")

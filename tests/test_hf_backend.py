@@ -238,8 +238,13 @@ def test_scenario_runs_on_the_hf_backend(tiny_dir: Path, tmp_path: Path) -> None
     assert counts.get("screen.done", 0) + counts.get("screen.failed", 0) == 2 * 6
     assert all(e["status"] in ("done", "failed") for e in episodes)
     assert result.turns >= 12 and not result.failed
-    # gibberish answers are unparsed, hence wrong: every item gets feedback episodes
-    assert counts.get("feedback.done", 0) >= 1
+    # test_set all_wrong: every item the receiver got wrong gets one feedback episode per
+    # policy (binary, detailed)
+    wrong = [e for e in episodes if e["kind"] == "screen" and e["model"] == "hf-receiver"
+             and not e["first_correct"]]
+    assert wrong  # gibberish is never an answer under the strict extractor
+    assert counts.get("feedback.done", 0) == 2 * len(wrong)
+    assert not counts.get("feedback.failed") and not counts.get("screen.failed")
 
 
 def test_video_parts_reach_the_model_as_sampled_frames(tiny_dir: Path, image: Image,
