@@ -37,8 +37,9 @@ def overview(ctx: RunContext) -> str | None:
             ("episodes", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none"),
             ("outcomes", ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(oc.items()))
              or "none"),
-            ("intervals", f"{(m.get('ci') or {}).get('method', '')}, 95%, "
-                          f"{(m.get('ci') or {}).get('resamples', '')} resamples")]
+            ("answer extractor", m.get("extractor")),
+            ("intervals", f"proportions: {(m.get('ci') or {}).get('proportions', '')} 95%; "
+                          f"differences: {(m.get('ci') or {}).get('differences', '')}")]
     return table(("", ""), rows, css_class="data kv")
 
 
@@ -106,6 +107,33 @@ def by_round(ctx: RunContext) -> str | None:
             + "<h4>Items first corrected at each round</h4>"
             + table(("receiver", "provider", "policy", "N_test",
                      *[f"round {k}" for k in range(1, rounds + 1)]), rows))
+
+
+@section("interfeedback.extractor", title="Extractor sensitivity", order=35)
+def extractor(ctx: RunContext) -> str | None:
+    """Accuracy and correction read by both extractors, and how often they disagree."""
+    if not _is_interfeedback(ctx):
+        return None
+    cells = [c for c in _cells(ctx) if isinstance(c.get("extractor"), dict)]
+    if not cells:
+        return None
+    primary = cells[0]["extractor"]["primary"]
+    alt = cells[0]["extractor"]["alternative"]
+    rows = []
+    for c in cells:
+        ex = c["extractor"]
+        rows.append((c["receiver"], c["provider"], c["policy"],
+                     pct(ex[primary]["accuracy"]), pct(ex[alt]["accuracy"]),
+                     pct(ex[primary]["correction"]), pct(ex[alt]["correction"]),
+                     pct(ex["screening_disagree"]), pct(ex["disagree"])))
+    note = (f"<p>The same replies read by the {esc(primary)} extractor (this run's) and by the "
+            f"{esc(alt)} one. Disagreement: share of episodes in which the two read at least "
+            "one reply differently. A large share means the figure depends on how answers "
+            "are read (docs/metrics.md, answer extraction).</p>")
+    return note + table(("receiver", "provider", "policy", f"accuracy % ({primary})",
+                         f"accuracy % ({alt})", f"correction % ({primary})",
+                         f"correction % ({alt})", "disagree % (screening)",
+                         "disagree % (feedback)"), rows)
 
 
 @section("interfeedback.failures", title="Parse failures, errors and leaks", order=40)
