@@ -186,5 +186,20 @@ class Verdict(Envelope):
     usage: Usage = Usage()
 
 
-Message = Annotated[Observation | Response | Grade | Feedback | Verdict,
+class Extraction(Envelope):
+    """A model-based extractor's reading of a reply the deterministic extractor left
+    unparsed (``of_turn``: the reply's turn). Reported separately, never mixed into the
+    deterministic grades."""
+
+    kind: Literal["extraction"] = "extraction"
+    extractor: str
+    of_turn: int
+    text: str
+    answer: str | None = None
+    correct: bool = False
+    usage: Usage = Usage()
+    error: str | None = None
+
+
+Message = Annotated[Observation | Response | Grade | Feedback | Verdict | Extraction,
                     Field(discriminator="kind")]

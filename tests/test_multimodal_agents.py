@@ -207,3 +207,57 @@ def test_dynamic_judge_sees_the_image_where_the_task_needs_it(tmp_path: Path,
         assert bool(_urls(content)) is want, (sees, text[:80])
     if sees == "auto":
         assert any("Describe the image" in _text(b["messages"][-1]["content"]) for b in judged)
+
+
+# --------------------------------------------------------------------------------------
+# A model-based extractor (extractors:) reads what the strict extractor leaves unparsed
+# --------------------------------------------------------------------------------------
+
+def _prose_answer(messages: list[Any], digest: bytes) -> str:
+    """Receiver replies without an answer marker: strict reads none, lenient reads B."""
+    return "Hmm, I would go with B probably, given the figure."
+
+
+def test_model_extractor_fills_unparsed_replies_and_is_reported_apart(tmp_path: Path) -> None:
+    with EchoServer(record=True, answer=_prose_answer) as srv:
+        text = f"""
+name: mx
+seed: 2
+dataset: {{name: synthetic, size: 16, seed: 3}}
+receivers:
+  - {{name: r1, backend: openai, params: {{base_url: "{srv.base_url}", model: echo-r,
+                                        temperature: 0}}}}
+providers:
+  - {{name: p1, backend: sim, params: {{skill: 3.0}}}}
+extractors:
+  - {{name: x1, backend: sim}}
+policies: [binary]
+protocol: {{max_rounds: 1, test_set: all_wrong}}
+run: {{concurrency: 4, bootstrap: 0}}
+"""
+        res = run(tmp_path, text, tmp_path / "out")
+        assert res.failed == 0
+    store = RunStore.open(tmp_path / "out", create=False)
+    try:
+        from mmsim.metrics import compute
+        m = compute(store, resamples=0)
+        screen = [e for e in store.episodes("screen") if e["model"] == "r1"]
+        extractions = {e["episode_id"]: [x for x in store.messages(e["episode_id"])
+                                         if x["kind"] == "extraction"] for e in screen}
+    finally:
+        store.close()
+    c = m["cells"][0]
+    # every reply is prose: the strict extractor reads none, so every item is in the test set
+    assert c["n_wrong"] == c["n"] == 16 and c["accuracy"]["value"] == 0.0
+    fig = c["model_extractors"]["x1"]
+    # the extractor read B from each choice reply (numeric items: none), stored as messages
+    choice = [e for e in screen if e["n_options"]]
+    assert choice and all(len(extractions[e["episode_id"]]) == 1 for e in screen)
+    assert fig["filled_screening"] == len(choice)
+    # its accuracy: the choice items whose answer is B, computed from the stored readings
+    right = sum(extractions[e["episode_id"]][0]["correct"] for e in screen)
+    assert right == sum(x[0]["answer"] == "B" and x[0]["correct"] for x in extractions.values())
+    assert fig["accuracy"]["k"] == right and fig["accuracy"]["n"] == 16
+    # the deterministic figures are untouched by the model's readings
+    assert c["extractor"]["strict"]["accuracy"]["k"] == 0
+    assert c["extractor"]["lenient"]["accuracy"]["k"] == right

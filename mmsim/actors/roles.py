@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmsim.actors.base import Actor
-from mmsim.backends.base import Backend, GenerateRequest, Oracle
+from mmsim.backends.base import Backend, GenerateRequest, Oracle, Purpose
 from mmsim.data.sample import Sample
 from mmsim.errors import InfrastructureError, PluginError, UserError
 from mmsim.messages import (
@@ -43,6 +43,9 @@ class AskContext:
     #: what tells apart requests whose bodies are identical but must not share a cached
     #: reply (the sample index of a rollout); "" for none
     variant: str = ""
+    #: why the model is asked: ``answer`` (a receiver) or ``extract`` (a model-based answer
+    #: extractor reading another model's reply)
+    purpose: Purpose = "answer"
 
 
 class ModelActor(Actor[tuple[Observation, AskContext], Response]):
@@ -58,7 +61,8 @@ class ModelActor(Actor[tuple[Observation, AskContext], Response]):
                "sender": self.name}
         try:
             c = await self.backend.generate(GenerateRequest(
-                messages=obs.conversation, purpose="answer", seed=ctx.seed, oracle=ctx.oracle,
+                messages=obs.conversation, purpose=ctx.purpose, seed=ctx.seed,
+                oracle=ctx.oracle,
                 temperature=ctx.temperature, variant=ctx.variant))
         except InfrastructureError as exc:
             return Response(**env, text="", answer=None, parse="error", error=str(exc),

@@ -12,7 +12,7 @@ from mmsim.data.sample import Sample
 from mmsim.messages import ChatTurn, Feedback, Response, Usage
 from mmsim.registry import Registry
 
-Purpose = Literal["answer", "feedback", "judge"]
+Purpose = Literal["answer", "feedback", "judge", "extract"]
 
 
 @dataclass(frozen=True, slots=True)

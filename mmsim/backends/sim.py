@@ -33,6 +33,7 @@ from mmsim.backends.base import Backend, Completion, GenerateRequest, Oracle, ba
 from mmsim.data.sample import Sample
 from mmsim.errors import UserError, validated
 from mmsim.messages import Usage
+from mmsim.tasks.answers import extract_answer
 
 log = structlog.get_logger("mmsim.sim")
 
@@ -143,6 +144,8 @@ class SimBackend(Backend):
             text, meta = self._feedback_text(oracle, rng)
         elif request.purpose == "judge":
             text = f"Score: {rng.randint(0, 5)}"
+        elif request.purpose == "extract":
+            text = self._extract_text(oracle)
         else:
             text = self._answer_text(oracle, rng)
         latency = 0.0
@@ -200,6 +203,14 @@ class SimBackend(Backend):
             wrong = [x for x in fmt.letters if x != sample.answer and x not in exclude]
             return rng.choice(wrong) if wrong else sample.answer
         return _wrong_numeric(sample.answer, rng)
+
+    @staticmethod
+    def _extract_text(oracle: Oracle) -> str:
+        """As a model-based extractor: reads the reply under extraction (the oracle's last
+        response) the way the lenient extractor does, or says there is none."""
+        reply = oracle.responses[-1].text if oracle.responses else ""
+        answer = extract_answer(reply, oracle.sample.answer_format, mode="lenient")
+        return f"Answer: {answer if answer is not None else 'none'}"
 
     # -- giving feedback -------------------------------------------------------------
     def _feedback_text(self, oracle: Oracle, rng: random.Random) -> tuple[str, dict[str, Any]]:

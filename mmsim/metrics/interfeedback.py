@@ -60,6 +60,34 @@ def extractor_sensitivity(screen_eps: list[dict[str, Any]], test_eps: list[dict[
             "disagree": _interval(sum(e["n_disagree"] > 0 for e in test_eps), len(test_eps))}
 
 
+def model_extraction(names: list[str], screen_eps: list[dict[str, Any]],
+                     test_eps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per model-based extractor (``extractors:``): accuracy and correction when its readings
+    fill the replies the deterministic extractor left unparsed (grades unchanged otherwise),
+    and how many replies it filled. Under an extractor, an item it reads correct at round 0
+    leaves the test set. None for an extractor missing from any episode's record."""
+    out: dict[str, Any] = {}
+    for name in names:
+        recs = [(e.get("mx") or {}).get(name) for e in [*screen_eps, *test_eps]]
+        if any(r is None for r in recs):
+            out[name] = None
+            continue
+        s = [e["mx"][name] for e in screen_eps]
+        t = [e["mx"][name] for e in test_eps]
+        mine_test = [r for r in t if r["correct_round"] != 0]
+        out[name] = {
+            "accuracy": _interval(sum(r["correct_round"] == 0 for r in s), len(s)),
+            "correction": _interval(sum(r["correct_round"] is not None for r in mine_test),
+                                    len(mine_test)),
+            "filled_screening": sum(r["filled"] for r in s),
+            "filled_feedback": sum(r["filled"] for r in t),
+            "calls": sum(r["calls"] for r in [*s, *t]),
+            "errors": sum(r["errors"] for r in [*s, *t]),
+            "tokens": sum(r["prompt_tokens"] + r["completion_tokens"] for r in [*s, *t]),
+        }
+    return out
+
+
 def _chance(n_options: int, rounds: int) -> float:
     if n_options < 2:
         return 0.0
@@ -268,6 +296,9 @@ def compute(store: RunStore, *, resamples: int = 1000, seed: int = 0) -> dict[st
                                         "correction": _interval(v[0], v[1])}
                                     for c, v in sorted(cats.items())},
                     "extractor": extractor_sensitivity(list(rs.values()), eps, extractor),
+                    "model_extractors": model_extraction(
+                        [a["name"] for a in scenario.get("extractors", [])],
+                        list(rs.values()), eps),
                     **usage["cells"].get(key, {"retries": {"receiver": 0, "provider": 0},
                                                "cost": None}),
                 })

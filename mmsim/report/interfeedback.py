@@ -130,10 +130,23 @@ def extractor(ctx: RunContext) -> str | None:
             f"{esc(alt)} one. Disagreement: share of episodes in which the two read at least "
             "one reply differently. A large share means the figure depends on how answers "
             "are read (docs/metrics.md, answer extraction).</p>")
-    return note + table(("receiver", "provider", "policy", f"accuracy % ({primary})",
+    html = note + table(("receiver", "provider", "policy", f"accuracy % ({primary})",
                          f"accuracy % ({alt})", f"correction % ({primary})",
                          f"correction % ({alt})", "disagree % (screening)",
                          "disagree % (feedback)"), rows)
+    mx_rows = [(c["receiver"], c["provider"], c["policy"], name, pct(fig["accuracy"]),
+                pct(fig["correction"]), fig["filled_screening"], fig["filled_feedback"],
+                fig["calls"], fig["errors"])
+               for c in cells for name, fig in (c.get("model_extractors") or {}).items()
+               if isinstance(fig, dict)]
+    if mx_rows:
+        html += ("<h4>Model-based extractors</h4><p>An extractor agent's readings fill the "
+                 f"replies the {esc(primary)} extractor left unparsed; the figures above are "
+                 "not changed by them.</p>")
+        html += table(("receiver", "provider", "policy", "extractor", "accuracy %",
+                       "correction %", "filled (screening)", "filled (feedback)", "calls",
+                       "errors"), mx_rows)
+    return html
 
 
 @section("interfeedback.failures", title="Parse failures, errors and leaks", order=40)

@@ -36,7 +36,8 @@ class InterFeedback(EvalProtocol[Scenario, list[Sample]]):
     scenario = Scenario
     kind_field = False
     agents: ClassVar[dict[str, tuple[Role, ...]]] = {
-        "receivers": ("model",), "providers": ("model", "provider")}
+        "receivers": ("model",), "providers": ("model", "provider"),
+        "extractors": ("model",)}
     run = InterFeedbackRun
     item_noun = "sample"
     generic_sections = True

@@ -14,7 +14,7 @@ executor may play it in another process.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -22,7 +22,7 @@ import structlog
 from mmsim.actors import FeedbackProviderActor, ModelActor
 from mmsim.data import Sample
 from mmsim.errors import InfrastructureError
-from mmsim.messages import ChatTurn, Response
+from mmsim.messages import ChatTurn, Grade, Response
 from mmsim.policies import POLICIES
 from mmsim.protocols.interfeedback.annotate import annotate_id, annotation_episode
 from mmsim.protocols.interfeedback.env import (
@@ -34,6 +34,8 @@ from mmsim.protocols.interfeedback.env import (
     first_turn,
     payload,
 )
+from mmsim.protocols.interfeedback.extract import read_unparsed
+from mmsim.protocols.interfeedback.extract import summary as mx_summary
 from mmsim.protocols.interfeedback.scenario import Scenario
 from mmsim.protocols.interfeedback.screening import ScreenAnswers
 from mmsim.runtime.pool import Jobs
@@ -75,6 +77,7 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
                        else FEEDBACK)
         self.screen = ScreenAnswers(screen_id)  # compact: a run may screen 100,000s of items
         self._firsts: dict[str, ChatTurn] = {}  # sample id -> first user turn (built once)
+        self.extractor_names = [a.name for a in self.scn.extractors]
 
     def local_only(self) -> str | None:
         if any(p.kind == "human" for p in self.scn.providers):
@@ -201,14 +204,17 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
 
     # -- the episodes (any process) ----------------------------------------------------
     async def play(self, phase: str, job: Any, actors: Actors) -> Played:
+        extractors = {n: actors.models[n] for n in self.extractor_names}
         if phase == SCREENING:
             agent, sid = job
-            return await self.screen_episode(actors.models[agent], self.by_id[sid])
+            return await self.screen_episode(actors.models[agent], self.by_id[sid],
+                                             extractors)
         if phase == FEEDBACK:
             receiver, provider, policy, sid, first = job
             return await self.feedback_episode(actors.models[receiver],
                                                actors.providers[provider],
-                                               self.plans[policy], self.by_id[sid], first)
+                                               self.plans[policy], self.by_id[sid], first,
+                                               extractors)
         receiver, provider, sid, first = job
         sample = self.by_id[sid]
         rec = await annotation_episode(self.run_id, self.scn.seed, receiver,
@@ -216,7 +222,23 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
                                        self.first(sample))
         return Played(rec, turns=0)
 
-    async def screen_episode(self, model: ModelActor, sample: Sample) -> Played:
+    async def _model_readings(self, extractors: Mapping[str, ModelActor], sample: Sample,
+                              eid: str, responses: tuple[Response, ...],
+                              grades: tuple[Grade, ...], rec: EpisodeRecord) -> list[Any]:
+        """The model-based extractors' readings of the unparsed replies (messages to
+        store); their summary goes into the episode's payload (``mx``)."""
+        if not extractors:
+            return []
+        readings = await read_unparsed(
+            extractors, sample, [(r, resp, g) for r, (resp, g)
+                                 in enumerate(zip(responses, grades, strict=True))],
+            run_id=self.run_id, episode_id=eid, seed=self.scn.seed)
+        rec.payload = {**(rec.payload or {}), "mx": mx_summary(list(extractors), grades,
+                                                               readings)}
+        return readings
+
+    async def screen_episode(self, model: ModelActor, sample: Sample,
+                             extractors: Mapping[str, ModelActor] | None = None) -> Played:
         eid = screen_id(model.name, sample.id)
         env = InterFeedbackEnv(sample=sample, run_id=self.run_id, episode_id=eid,
                                episode_key="screen", receiver=model.name, seed=self.scn.seed,
@@ -241,11 +263,14 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         rec.model_prompt_tokens = resp.usage.prompt_tokens
         rec.model_completion_tokens = resp.usage.completion_tokens
         rec.latency_s = resp.latency_s
-        rec.messages = (obs, resp, step.grade)
+        readings = await self._model_readings(extractors or {}, sample, eid, (resp,),
+                                              (step.grade,), rec)
+        rec.messages = (obs, resp, step.grade, *readings)
         return Played(rec, resp)
 
     async def feedback_episode(self, receiver: ModelActor, provider: FeedbackProviderActor,
-                               plan: PolicyPlan, sample: Sample, first: Response) -> Played:
+                               plan: PolicyPlan, sample: Sample, first: Response,
+                               extractors: Mapping[str, ModelActor] | None = None) -> Played:
         eid = feedback_id(receiver.name, provider.name, plan.name, sample.id)
         env = InterFeedbackEnv(sample=sample, run_id=self.run_id, episode_id=eid,
                                episode_key=f"{provider.name}/{plan.name}",
@@ -304,6 +329,8 @@ class InterFeedbackRun(ProtocolRun[Scenario, list[Sample]]):
         rec.payload = payload(sample, rounds=st.turn,
                               corrected_round=st.turn if st.solved else None,
                               n_feedback=n_feedback, n_leaked=n_leaked, grades=st.grades)
+        messages += await self._model_readings(extractors or {}, sample, eid, st.responses,
+                                               st.grades, rec)
         rec.messages = tuple(messages)
         return Played(rec, turns=turns)
 

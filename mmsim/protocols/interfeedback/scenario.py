@@ -122,6 +122,9 @@ class Scenario(ScenarioModel):
     receivers: list[AgentSpec] = Field(min_length=1)
     providers: list[AgentSpec] = Field(min_length=1)
     policies: list[PolicySpec] = Field(min_length=1)
+    #: model-based answer extractors: each reads the replies the deterministic extractor
+    #: left unparsed; reported separately (docs/metrics.md), never mixed into the grades
+    extractors: list[AgentSpec] = Field(default_factory=list)
     protocol: ProtocolSpec = ProtocolSpec()
     prompts: PromptsSpec = PromptsSpec()
     run: RunSpec = RunSpec()
@@ -140,14 +143,16 @@ class Scenario(ScenarioModel):
 
     @model_validator(mode="after")
     def _unique(self) -> Scenario:
-        for field_name in ("receivers", "providers", "policies"):
+        for field_name in ("receivers", "providers", "policies", "extractors"):
             seen: set[str] = set()
             for item in getattr(self, field_name):
                 if item.name in seen:
                     raise ValueError(f"duplicate {field_name[:-1]} name {item.name!r}")
                 seen.add(item.name)
         agents: dict[str, AgentSpec] = {}
-        for a in [*self.receivers, *self.providers]:
+        for a in [*self.receivers, *self.providers, *self.extractors]:
+            if a.kind == "human" and a in self.extractors:
+                raise ValueError(f"extractor {a.name!r} is a human proxy: extractors are models")
             if a.name in agents and agents[a.name] != a:
                 raise ValueError(f"agent {a.name!r} is defined twice with different settings")
             agents[a.name] = a
@@ -161,6 +166,8 @@ class Scenario(ScenarioModel):
         out = self.model_dump(mode="json")
         if not self.servers:  # scenarios without servers keep their fingerprint
             del out["servers"]
+        if not self.extractors:  # so do scenarios without model-based extractors
+            del out["extractors"]
         for role in ("receivers", "providers"):  # so do agents without cache/prices
             for agent in out[role]:
                 for key in ("cache", "prices"):
