@@ -165,11 +165,10 @@ async def bare(samples: list[Any], concurrency: int) -> dict[str, Any]:
             oracle = Oracle(sample=sample, responses=responses, feedback=feedback,
                             episode_key=key)
 
-            async def generate(prompt: str, oracle: Oracle = oracle
+            async def generate(messages: tuple[ChatTurn, ...], oracle: Oracle = oracle
                                ) -> tuple[str, Usage, dict[str, Any]]:
                 c = await prov.generate(GenerateRequest(
-                    messages=(ChatTurn(role="user", parts=(Text(text=prompt),)),),
-                    purpose="feedback", seed=SEED, oracle=oracle))
+                    messages=messages, purpose="feedback", seed=SEED, oracle=oracle))
                 return c.text, c.usage, c.meta
 
             grade = Grade(run_id="bare", episode_id=sample.id, turn=rnd - 1,

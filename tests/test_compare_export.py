@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -162,3 +164,91 @@ def test_export_errors(runs: tuple[Path, Path], tmp_path: Path,
     r = cli.invoke(app, ["export", str(runs[0]), "--format", "parquet", "-o",
                          str(tmp_path / "p.parquet")])
     assert r.exit_code == 2 and "needs pyarrow" in r.output
+
+
+Raw = dict[tuple[str, ...], dict[str, Any]]
+
+
+def _raw_items(run_dir: Path) -> tuple[dict[str, dict[str, Any]], Raw]:
+    """Screening and feedback episodes straight from SQLite, by (receiver, sample) and
+    (receiver, provider, policy, sample); payload keys flattened."""
+    db = sqlite3.connect(run_dir / "mmsim.sqlite")
+    db.row_factory = sqlite3.Row
+    screen: dict[str, dict[str, Any]] = {}
+    cells: dict[tuple[str, ...], dict[str, Any]] = {}
+    for r in db.execute("SELECT * FROM episodes WHERE status='done'"):
+        e = {**dict(r), **json.loads(r["payload"] or "{}")}
+        if e["kind"] == "screen":
+            screen[f"{e['model']}\x00{e['sample_id']}"] = e
+        elif e["kind"] == "feedback":
+            cells[(e["model"], e["provider"], e["condition"], e["sample_id"])] = e
+    db.close()
+    return screen, cells
+
+
+def test_compare_figures_match_an_independent_recomputation(runs: tuple[Path, Path]) -> None:
+    """a, b, n_shared and the paired difference of every cell and metric, recomputed from
+    the raw stores; intervals contain the difference, are seeded per cell (the same with any
+    seed order of cells) and vanish with 0 resamples."""
+    sa, sb = RunStore.open(runs[0], create=False), RunStore.open(runs[1], create=False)
+    try:
+        res = compare(sa, sb, resamples=400, seed=5)
+        none = compare(sa, sb, resamples=0, seed=5)
+    finally:
+        sa.close()
+        sb.close()
+    (scr_a, fb_a), (scr_b, fb_b) = _raw_items(runs[0]), _raw_items(runs[1])
+
+    def acc(screen: dict[str, dict[str, Any]], r: str) -> dict[str, float]:
+        return {k.split("\x00")[1]: float(bool(e["first_correct"])) for k, e in screen.items()
+                if k.startswith(r + "\x00")}
+
+    def solved(cells: dict[tuple[str, ...], dict[str, Any]], key: tuple[str, str, str]
+               ) -> dict[str, float]:
+        return {k[3]: float(bool(e["solved"])) for k, e in cells.items() if k[:3] == key}
+
+    def parse(screen: dict[str, dict[str, Any]], cells: dict[tuple[str, ...], dict[str, Any]],
+              key: tuple[str, str, str]) -> dict[str, tuple[float, float]]:
+        out = {}
+        for s in acc(screen, key[0]):
+            se = screen[f"{key[0]}\x00{s}"]
+            num, den = float(bool(se["first_unparsed"])), 1.0
+            f = cells.get((*key, s))
+            if f is not None:
+                num += f["n_unparsed"] - int(bool(f["first_unparsed"]))
+                den += f["n_responses"] - 1
+            out[s] = (num, den)
+        return out
+
+    assert res["cells"]
+    for c, c0 in zip(res["cells"], none["cells"], strict=True):
+        key = (c["receiver"], c["provider"], c["policy"])
+        for metric, xa, xb in (
+                ("accuracy", acc(scr_a, key[0]), acc(scr_b, key[0])),
+                ("correction_rate", solved(fb_a, key), solved(fb_b, key))):
+            got = c[metric]
+            shared = sorted(set(xa) & set(xb))
+            assert got["n_a"] == len(xa) and got["n_b"] == len(xb)
+            assert got["n_shared"] == len(shared)
+            if xa:
+                assert got["a"] == pytest.approx(sum(xa.values()) / len(xa))
+            if xb:
+                assert got["b"] == pytest.approx(sum(xb.values()) / len(xb))
+            if shared:
+                diff = (sum(xb[s] for s in shared) - sum(xa[s] for s in shared)) / len(shared)
+                assert got["diff"] == pytest.approx(diff, abs=1e-12)
+                assert got["lo"] <= got["diff"] + 1e-12 and got["diff"] - 1e-12 <= got["hi"]
+                assert c0[metric]["lo"] is None and c0[metric]["diff"] == got["diff"]
+        pa, pb = parse(scr_a, fb_a, key), parse(scr_b, fb_b, key)
+        got = c["parse_failure_rate"]
+        shared = sorted(set(pa) & set(pb))
+        assert got["a"] == pytest.approx(sum(v[0] for v in pa.values())
+                                         / sum(v[1] for v in pa.values()))
+        assert got["b"] == pytest.approx(sum(v[0] for v in pb.values())
+                                         / sum(v[1] for v in pb.values()))
+        diff = (sum(pb[s][0] for s in shared) / sum(pb[s][1] for s in shared)
+                - sum(pa[s][0] for s in shared) / sum(pa[s][1] for s in shared))
+        assert got["diff"] == pytest.approx(diff, abs=1e-12) and got["n_shared"] == len(shared)
+        assert got["lo"] <= got["hi"]
+    assert res["ci"] == {"method": "paired percentile bootstrap over shared items",
+                         "level": 0.95, "resamples": 400, "seed": 5}

@@ -11,7 +11,6 @@ import pytest
 
 from mmsim.metrics.intervals import (
     LEVEL,
-    bootstrap_mean,
     keyed_rng,
     percentile_bounds,
     proportion,
@@ -106,14 +105,12 @@ def test_percentile_bootstrap_would_fail_coverage() -> None:
     assert _coverage(10, 0.05, np.random.default_rng(1), 2000) > 0.9  # Wilson: 91.4%
 
 
-def test_percentile_bounds_level_and_bootstrap_mean() -> None:
+def test_percentile_bounds_level() -> None:
     draws = np.arange(1001, dtype=float)  # 0..1000: the 2.5th and 97.5th percentiles
     assert percentile_bounds(draws) == (25.0, 975.0)
+    assert percentile_bounds(draws, 0.9) == (50.0, 950.0)
     assert percentile_bounds(np.array([np.nan, np.inf])) == (None, None)
-    v = np.array([0.2, 0.4, 0.6, 0.8])
-    out = bootstrap_mean(v, np.random.default_rng(0), 500)
-    assert out["value"] == pytest.approx(0.5) and out["lo"] < 0.5 < out["hi"]
-    assert bootstrap_mean(np.array([]), np.random.default_rng(0), 10)["value"] is None
+    assert percentile_bounds(np.array([np.nan, 3.0, 1.0])) == (1.05, 2.95)
 
 
 def test_keyed_rng_depends_only_on_seed_and_key() -> None:

@@ -27,7 +27,6 @@ import numpy as np
 #: The level of every interval mmsim reports.
 LEVEL = 0.95
 WILSON = "wilson score"
-BOOTSTRAP = "percentile bootstrap over items"
 PAIRED_BOOTSTRAP = "paired percentile bootstrap over shared items"
 
 
@@ -80,20 +79,6 @@ def percentile_bounds(draws: np.ndarray[Any, Any], level: float = LEVEL
     return float(lo), float(hi)
 
 
-def bootstrap_mean(values: np.ndarray[Any, Any], rng: np.random.Generator, resamples: int,
-                   level: float = LEVEL) -> dict[str, Any]:
-    """``{value, lo, hi, n}``: the mean of ``values`` with a percentile bootstrap interval over
-    items (for scores that are not 0/1; proportions use :func:`proportion`)."""
-    n = int(values.size)
-    if n == 0:
-        return {"value": None, "lo": None, "hi": None, "n": 0}
-    out: dict[str, Any] = {"value": float(values.mean()), "lo": None, "hi": None, "n": n}
-    if resamples > 0:
-        idx = rng.integers(0, n, size=(resamples, n))
-        out["lo"], out["hi"] = percentile_bounds(values[idx].mean(axis=1), level)
-    return out
-
-
 def keyed_rng(seed: int, *parts: object) -> np.random.Generator:
     """A generator seeded by ``seed`` and a stable hash of ``parts`` (a cell's key and metric):
     a bootstrap interval then depends only on its own items and the seed, not on which other
@@ -108,5 +93,5 @@ def ci_info(resamples: int, seed: int, level: float = LEVEL) -> dict[str, Any]:
             "differences": PAIRED_BOOTSTRAP, "resamples": resamples, "seed": seed}
 
 
-__all__ = ["BOOTSTRAP", "LEVEL", "PAIRED_BOOTSTRAP", "WILSON", "bootstrap_mean", "ci_info",
-           "keyed_rng", "percentile_bounds", "proportion", "wilson_bounds", "z_value"]
+__all__ = ["LEVEL", "PAIRED_BOOTSTRAP", "WILSON", "ci_info", "keyed_rng", "percentile_bounds",
+           "proportion", "wilson_bounds", "z_value"]
