@@ -423,7 +423,7 @@ def render_question(question: str, hint: str | None, letters: tuple[str, ...],
     (``Hint: ...``, ``Question: ...``, ``Options:`` with ``A. ...`` lines, then "Please
     select the correct answer from the options above."; a question without options is
     the hint and the question). ``plain``: the hint, the question, the ``A. ...`` lines."""
-    lines = "\n".join(f"{lt}. {o}" for lt, o in zip(letters, options, strict=True))
+    lines = "\n".join(f"{lt}. {o}" for lt, o in zip(letters, options, strict=False))
     if prompt == "vlmeval" and options:
         head = f"Hint: {hint}\n" if hint else ""
         return (f"{head}Question: {question}\nOptions:\n{lines}\n"

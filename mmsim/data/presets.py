@@ -61,15 +61,17 @@ PRESETS: dict[str, Preset] = {
          "answer_kind": "index", "image": "image"},
         prompt="plain", source="huggingface.co/datasets/lmms-lab/ai2d (lmms-eval ai2d)"),
     "pope": Preset(
-        "POPE (HF lmms-lab/POPE): question_id, question, answer yes/no, image, category "
-        "(adversarial/popular/random)",
-        {"id": "question_id", "question": "question", "answer": "answer",
+        "POPE (HF lmms-lab/POPE): category (adversarial/popular/random) and question_id "
+        "(together the id), question, answer yes/no, image",
+        {"id": ["category", "question_id"], "question": "question", "answer": "answer",
          "answer_kind": "yesno", "image": "image", "category": "category"},
         prompt="plain", source="huggingface.co/datasets/lmms-lab/POPE"),
     "hallusionbench": Preset(
-        "HallusionBench (HF lmms-lab/HallusionBench): question_id, question, gt_answer "
-        "(1 yes / 0 no), image (empty for visual_input 0), category, subcategory",
-        {"id": "question_id", "question": "question", "answer": "gt_answer",
+        "HallusionBench (HF lmms-lab/HallusionBench): category, subcategory, set_id, "
+        "figure_id, question_id (together the id), question, gt_answer (1 yes / 0 no), "
+        "image (empty for visual_input 0)",
+        {"id": ["category", "subcategory", "set_id", "figure_id", "question_id"],
+         "question": "question", "answer": "gt_answer",
          "answer_kind": "yesno", "image": "image", "category": "category"},
         prompt="plain", source="huggingface.co/datasets/lmms-lab/HallusionBench"),
     "mmmu": Preset(
