@@ -16,8 +16,14 @@ from mmsim.data.sample import Sample, dataset_fingerprint
 from mmsim.errors import DataError
 from mmsim.store import RunStore
 from tests.conftest import report_json, run_cli
-from tests.readers_fixtures import ITEMS, JSONL_FIELDS, png, write_hf_parquet, write_jsonl, \
-    write_tsv
+from tests.readers_fixtures import (
+    ITEMS,
+    JSONL_FIELDS,
+    png,
+    write_hf_parquet,
+    write_jsonl,
+    write_tsv,
+)
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -141,7 +147,7 @@ def test_tsv_multi_image_and_bad_reference(tmp_path: Path) -> None:
     a, b = base64.b64encode(png("red")).decode(), base64.b64encode(png("blue")).decode()
     p = tmp_path / "m.tsv"
     p.write_text("index\tquestion\tA\tB\tanswer\timage\n"
-                 f"1\tWhich is first?\tred\tblue\tA\t{str([a, b])}\n"
+                 f"1\tWhich is first?\tred\tblue\tA\t{[a, b]!s}\n"
                  "2\tAgain?\tred\tblue\tB\t1\n")
     s1, s2 = _load(tmp_path, {"path": str(p)})
     assert len(s1.images) == 2 and s2.images == s1.images
@@ -271,8 +277,8 @@ def test_undecodable_base64_image_and_duplicate_ids(tmp_path: Path) -> None:
     msg = _error(tmp_path, {"path": str(p)})
     assert f"{p}:2: image: unreadable image bytes" in msg
     scan = scan_dataset({"path": str(p)}, base_dir=tmp_path, cache_dir=tmp_path / "c")
-    assert [pr.line() for pr in scan.problems][0].startswith(f"{p}:2: image:")
-    assert any("duplicate id '1'" in pr.message for pr in scan.problems) is False
+    assert len(scan.problems) == 1 and scan.problems[0].line().startswith(f"{p}:2: image:")
+    assert [m.sample.id for m in scan.items] == ["1"]  # the scan goes on past a bad row
     p.write_text("index\tquestion\tanswer\n1\tq?\tyes\n1\tq2?\tno\n")
     assert f"{p}:3: index: duplicate id '1'" in _error(tmp_path, {"path": str(p)})
 
@@ -307,3 +313,120 @@ def test_limit_keeps_first_items(tmp_path: Path) -> None:
 def test_render_plain() -> None:
     assert render_question("Q?", "H", ("A", "B"), ("x", "y"), "plain") == "H\nQ?\nA. x\nB. y"
     assert render_question("Q?", None, (), (), "vlmeval") == "Q?"
+
+
+# --------------------------------------------------------------------------- other protocols
+
+CLS = """
+kind: classification
+name: byob-cls
+seed: 1
+dataset: {dataset}
+models:
+  - {{name: good, backend: sim, params: {{skill: 2.0}}}}
+encoders: [string]
+protocols:
+  multiple_choice: {{k: 3}}
+run: {{concurrency: 8}}
+"""
+
+
+def _cls_parquet(tmp_path: Path) -> Path:
+    feats = {"label": {"names": ["red", "green", "blue", "yellow"], "_type": "ClassLabel"}}
+    meta = {b"huggingface": json.dumps({"info": {"features": feats}}).encode()}
+    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                        ("label", pa.int64())], metadata=meta)
+    rows = [{"image": {"bytes": png(c, (8 + i, 8)), "path": None}, "label": k}
+            for i in range(3) for k, c in enumerate(["red", "green", "blue", "yellow"])]
+    root = tmp_path / "colours"
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema),
+                   root / "data" / "test-00000-of-00001.parquet")
+    return root
+
+
+def test_classification_from_classlabel_parquet(tmp_path: Path) -> None:
+    from mmsim.protocols.classification.data import CLS_DATASETS, item_labels
+
+    _cls_parquet(tmp_path)
+    data = CLS_DATASETS.get("parquet")({"path": "colours"}, base_dir=tmp_path,
+                                       cache_dir=tmp_path / "c", limit=None)
+    assert data.classes == ("red", "green", "blue", "yellow")
+    assert [it.answer for it in data.items[:4]] == ["red", "green", "blue", "yellow"]
+    # multilabel lists in JSONL, the class list from the labels seen
+    (tmp_path / "i.png").write_bytes(png("red"))
+    p = tmp_path / "ml.jsonl"
+    p.write_text("\n".join(json.dumps({"id": str(i), "image": "i.png", "tags": t})
+                           for i, t in enumerate([["cat", "dog"], ["dog"], ["fox"]])))
+    ml = CLS_DATASETS.get("jsonl")({"path": str(p), "fields": {"labels": "tags"}},
+                                   base_dir=tmp_path, cache_dir=tmp_path / "c", limit=None)
+    assert ml.classes == ("cat", "dog", "fox")
+    assert item_labels(ml.items[0]) == ("cat", "dog") and ml.items[0].answer == "cat"
+    scn = tmp_path / "cls.yaml"
+    scn.write_text(CLS.format(dataset="{name: parquet, path: colours}"))
+    r = run_cli("run", str(scn), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    report = report_json(tmp_path / "run")
+    assert '"good"' in json.dumps(report)
+
+
+def test_classification_label_not_in_classes(tmp_path: Path) -> None:
+    from mmsim.protocols.classification.data import CLS_DATASETS
+
+    (tmp_path / "i.png").write_bytes(png("red"))
+    p = tmp_path / "d.csv"
+    p.write_text("id,image,label\n1,i.png,cat\n2,i.png,dog\n3,i.png,emu\n")
+    with pytest.raises(DataError) as info:
+        CLS_DATASETS.get("csv")({"path": str(p), "classes": ["cat", "dog"]},
+                                base_dir=tmp_path, cache_dir=tmp_path / "c", limit=None)
+    assert f"{p}:4: label: label 'emu' is not in the class list" in str(info.value)
+
+
+DYN = """
+kind: dynamic
+name: byob-dyn
+seed: 0
+dataset: {dataset}
+tasks: [qa, caption, verify]
+models:
+  - {{name: base, backend: sim, params: {{skill: 1.0}}}}
+judges:
+  - {{name: judge, backend: sim, params: {{noise: 0.1}}}}
+judge:
+  use: judge
+  min_auroc: 0.5
+  calibration: {{items: 6, paraphrases: 1, corruptions: 1, runs: 1}}
+run: {{concurrency: 16, bootstrap: 50}}
+"""
+
+
+def test_dynamic_from_a_tsv(tmp_path: Path) -> None:
+    from mmsim.protocols.dynamic.data import DYN_DATASETS
+
+    write_tsv(tmp_path / "d.tsv")
+    items = DYN_DATASETS.get("tsv")({"path": "d.tsv"}, base_dir=tmp_path,
+                                    cache_dir=tmp_path / "c", limit=None)
+    assert len(items) == len(ITEMS) and items[0].answer_format.kind == "choice"
+    scn = tmp_path / "dyn.yaml"
+    scn.write_text(DYN.format(dataset="{name: tsv, path: d.tsv}"))
+    r = run_cli("run", str(scn), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+
+
+def test_video_path_column(tmp_path: Path) -> None:
+    from mmsim.protocols.video.data import VIDEO_DATASETS
+
+    (tmp_path / "clips").mkdir()
+    frames = [__import__("PIL.Image", fromlist=["Image"]).new("RGB", (16, 16), c)
+              for c in ("red", "blue", "green")]
+    frames[0].save(tmp_path / "clips" / "a.gif", save_all=True, append_images=frames[1:],
+                   duration=100)
+    (tmp_path / "img.png").write_bytes(png("red"))
+    p = tmp_path / "v.jsonl"
+    p.write_text(json.dumps({"id": "v1", "question": "What happens next?",
+                             "choices": ["a", "b", "c", "d"], "answer": "C",
+                             "video": "clips/a.gif", "image": "img.png", "level": "L2"}))
+    (s,) = VIDEO_DATASETS.get("jsonl")({"path": str(p), "fields": {"category": "level"}},
+                                       base_dir=tmp_path, cache_dir=tmp_path / "c",
+                                       limit=None, seed=0)
+    assert s.videos[0].uri.endswith("a.gif") and s.category == "L2" and s.answer == "C"

@@ -133,8 +133,8 @@ def _str_list(v: Any, key: str) -> list[str]:
     raise DataError(f"{key} must be a column name or a list of them", field=f"fields.{key}")
 
 
-def make_reader(options: dict[str, Any], base_dir: Path, *, fmt: str | None = None
-                ) -> Reader:
+def make_reader(options: dict[str, Any], base_dir: Path, *, fmt: str | None = None,
+                classify: bool = False) -> Reader:
     """A reader for a scenario's ``dataset`` options (``fmt``: the format the loader's name
     fixes, None for ``table``)."""
     where = "dataset"
@@ -163,6 +163,8 @@ def make_reader(options: dict[str, Any], base_dir: Path, *, fmt: str | None = No
             raise DataError(f"unknown field {k!r}{did_you_mean(str(k), list(FIELD_KEYS))}; "
                             "known: " + ", ".join(FIELD_KEYS), field=f"fields.{k}")
     given.update(user)
+    if classify:
+        given["_classify"] = True
     prompt = options.get("prompt", prompt)
     if prompt not in PROMPTS:
         raise DataError(f"prompt must be one of {', '.join(PROMPTS)}, got {prompt!r}",
@@ -265,6 +267,15 @@ def resolve_fields(given: dict[str, Any], first: dict[str, Any], where: str) -> 
     fm.precision = pick("precision")
     fm.label = pick("label") if "label" in given else None
     fm.labels = pick("labels") if "labels" in given else None
+    if given.get("_classify") and fm.label is None and fm.labels is None:
+        fm.label = next((c for c in ("label", "answer", "class", "labels") if c in first),
+                        None)
+        if fm.label == "labels" or (fm.label and isinstance(first.get(fm.label), list)):
+            fm.label, fm.labels = None, fm.label
+        if fm.label is None and fm.labels is None:
+            raise DataError("no label column: name it with fields.label (or fields.labels "
+                            "for multilabel lists); columns: " + ", ".join(cols),
+                            where=where, field="fields.label")
     meta = given.get("meta")
     if meta is not None:
         fm.meta = [] if meta == [] else _str_list(meta, "meta")
@@ -285,7 +296,7 @@ def resolve_fields(given: dict[str, Any], first: dict[str, Any], where: str) -> 
         raise DataError("index_base must be 0 or 1", field="fields.index_base")
     fm.index_base = int(base)
     fm.inline_choices = bool(given.get("inline_choices", False))
-    if fm.question is None and fm.label is None:
+    if fm.question is None and fm.label is None and fm.labels is None:
         raise DataError("no question column: name it with fields.question (columns: "
                         + ", ".join(cols) + ")", where=where, field="fields.question")
     return fm
@@ -446,6 +457,7 @@ class Mapped:
     n_options: int
     label: str | None = None
     labels: tuple[str, ...] = ()
+    where: str = ""
 
 
 def _answer(raw: Any, kind: str, letters: tuple[str, ...], options: tuple[str, ...],
@@ -649,7 +661,7 @@ def map_row(row: dict[str, Any], where: str, rowno: int, fm: FieldMap, reader: R
     sample = Sample(id=sid, question=text, images=tuple(images), videos=tuple(videos),
                     answer=answer, answer_format=fmt,
                     category="" if _missing(cat) else _text(cat), meta=meta)
-    return Mapped(sample, kind, len(letters), label, labels)
+    return Mapped(sample, kind, len(letters), label, labels, where)
 
 
 @dataclass
@@ -733,6 +745,42 @@ def load_mapped(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
     return reader, out
 
 
+def load_labelled(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
+                  limit: int | None, fmt: str | None = None
+                  ) -> tuple[tuple[str, ...], list[Mapped]]:
+    """A classification data set: the class list (the label column's ClassLabel names,
+    else ``classes``, else the labels seen, sorted) and the labelled rows, each with one
+    image."""
+    reader = make_reader(options, base_dir, fmt=fmt, classify=True)
+    mapped: list[Mapped] = []
+    for m in iter_mapped(reader, cache_dir, strict=True):
+        if limit is not None and len(mapped) >= limit:
+            break
+        if len(m.sample.images) != 1:
+            fm = reader.fmap
+            raise DataError(f"a classification item needs exactly one image, this row has "
+                            f"{len(m.sample.images)}", where=m.where,
+                            field=(fm.image[0] if fm and fm.image else "image"))
+        mapped.append(m)
+    if not mapped:
+        raise DataError("the dataset is empty (no rows)", where=reader.where)
+    fm = reader.fmap
+    names = reader.source.class_names
+    col = fm.label or fm.labels if fm else None
+    classes = tuple(names.get(col or "", []) or reader.classes or
+                    sorted({x for m in mapped for x in (m.label or "", *m.labels) if x}))
+    known = set(classes)
+    for m in mapped:
+        for x in (m.label, *m.labels):
+            if x is not None and x not in known:
+                raise DataError(f"label {x!r} is not in the class list", where=m.where,
+                                field=col or "label")
+    if len(classes) < 2:
+        raise DataError(f"a classification data set needs at least 2 classes, found "
+                        f"{len(classes)}", where=reader.where, field="classes")
+    return classes, mapped
+
+
 def scan_dataset(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
                  fmt: str | None = None) -> Scan:
     """Map every row, collecting the problems instead of stopping."""
@@ -744,5 +792,5 @@ def scan_dataset(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
 
 
 __all__ = ["ANSWER_KINDS", "FIELD_KEYS", "OPTION_KEYS", "FieldMap", "Mapped", "Problem",
-           "Reader", "Scan", "image_of", "iter_mapped", "load_mapped", "load_samples",
-           "make_reader", "map_row", "render_question", "resolve_fields", "scan_dataset"]
+           "Reader", "Scan", "image_of", "iter_mapped", "load_labelled", "load_mapped",
+           "load_samples", "make_reader", "map_row", "render_question", "resolve_fields", "scan_dataset"]
