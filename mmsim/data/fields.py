@@ -793,4 +793,5 @@ def scan_dataset(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
 
 __all__ = ["ANSWER_KINDS", "FIELD_KEYS", "OPTION_KEYS", "FieldMap", "Mapped", "Problem",
            "Reader", "Scan", "image_of", "iter_mapped", "load_labelled", "load_mapped",
-           "load_samples", "make_reader", "map_row", "render_question", "resolve_fields", "scan_dataset"]
+           "load_samples", "make_reader", "map_row", "render_question", "resolve_fields",
+           "scan_dataset"]
