@@ -42,7 +42,7 @@ from mmsim.data.mathverse import (
 )
 from mmsim.data.presets import PRESETS
 from mmsim.data.sample import Sample
-from mmsim.data.tables import DEFAULT_MAX_FILE_MB, FORMATS, Source, open_source
+from mmsim.data.tables import DEFAULT_MAX_FILE_MB, FORMATS, ROW_ERROR, Source, open_source
 from mmsim.errors import DataError
 from mmsim.messages import AnswerFormat, Image, Video
 from mmsim.registry import did_you_mean
@@ -97,14 +97,18 @@ class FieldMap:
     inline_choices: bool = False
     label: str | None = None
     labels: str | None = None
+    absent: set[str] = field(default_factory=set)  # defaults not in the first row
 
     def mapped(self) -> dict[str, Any]:
         """The resolved map, as ``mmsim data inspect`` prints it."""
         out: dict[str, Any] = {}
         for k in FIELD_KEYS:
             v = getattr(self, k)
-            if v not in (None, [], False) and not (k == "index_base" and v == 0):
-                out[k] = v
+            if k in self.absent or v in (None, [], False) or (k == "index_base" and v == 0):
+                continue
+            out[k] = v[0] if isinstance(v, list) and len(v) == 1 else v
+        if not self.id:
+            out["id"] = "(row number)"
         return out
 
 
@@ -232,6 +236,7 @@ def resolve_fields(given: dict[str, Any], first: dict[str, Any], where: str) -> 
             return v
         found = next((c for c in _DEFAULTS.get(key, ()) if c in first), None)
         if found is None and key in ("hint", "video", "category"):
+            fm.absent.add(key)
             return _DEFAULTS[key][0]  # rows of JSONL may differ: a later row may have it
         return found
 
@@ -261,7 +266,10 @@ def resolve_fields(given: dict[str, Any], first: dict[str, Any], where: str) -> 
     else:
         img = next((c for c in _DEFAULTS["image"] if c in first), None)
         fm.image = [img] if img else [c for c in (f"image_{n}" for n in range(1, 8))
-                                      if c in first] or ["image"]
+                                      if c in first]
+        if not fm.image:
+            fm.image = ["image"]
+            fm.absent.add("image")
     fm.video = pick("video")
     fm.category = pick("category")
     fm.precision = pick("precision")
@@ -566,8 +574,6 @@ def map_row(row: dict[str, Any], where: str, rowno: int, fm: FieldMap, reader: R
         images += image_of(value, ctx, where=where, col=col)
     if ctx.refs and fm.id and images:
         ctx.by_index.setdefault(_text(get_path(row, fm.id[0])), tuple(images))
-    for im in images:
-        ctx.hashes[im.sha256] += 1
     videos = _video_of(get_path(row, fm.video), ctx.base, where, fm.video) if fm.video else []
 
     # classification: a label (ClassLabel ints mapped to names) and multilabel lists
@@ -703,6 +709,8 @@ def iter_mapped(reader: Reader, cache_dir: Path, *, strict: bool, scan: Scan | N
         if scan is not None:
             scan.rows = n
         try:
+            if ROW_ERROR in row:
+                raise row[ROW_ERROR]
             if fm is None:
                 fm = resolve_fields(reader.given, row, reader.where)
                 reader.fmap = fm
@@ -713,8 +721,10 @@ def iter_mapped(reader: Reader, cache_dir: Path, *, strict: bool, scan: Scan | N
                 raise DataError(f"duplicate id {m.sample.id!r} (first at {seen[m.sample.id]})",
                                 where=where, field=fm.id[0] if fm.id else "id")
             seen[m.sample.id] = where
+            for im in m.sample.images:
+                ctx.hashes[im.sha256] += 1
         except DataError as exc:
-            if strict or scan is None or fm is None:
+            if strict or scan is None or (fm is None and ROW_ERROR not in row):
                 raise
             scan.problems.append(Problem(exc.where or where, exc.field, exc.message))
             continue

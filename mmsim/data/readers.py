@@ -23,7 +23,7 @@ READERS: dict[str, str] = {
     "json": "a JSON list of row objects, through the field map",
     "parquet": "a parquet file, or a Hugging Face hub folder of shards (configs as folders)",
     "arrow": "a datasets save_to_disk folder (state.json + .arrow files)",
-    "hf": "hf://owner/name[:config][@split] through the datasets library (mmsim[datasets])",
+    "hf": "hf://owner/name (then :config, @split) through the optional datasets library",
 }
 
 

@@ -36,6 +36,9 @@ DEFAULT_MAX_FILE_MB = 64 * 1024
 _SUFFIXES = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
              ".json": "json", ".parquet": "parquet", ".arrow": "arrow"}
 BATCH_ROWS = 256
+ROW_ERROR = "\x00row-error"
+"""The key of a row a source could not read (its value: the DataError): the readers
+raise it, ``mmsim data inspect`` lists it and goes on."""
 
 
 def check_data_file(path: Path, *, max_mb: float = DEFAULT_MAX_FILE_MB,
@@ -134,8 +137,10 @@ def _delimited_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str,
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue
                 if len(cells) != len(header):
-                    raise DataError(f"{len(cells)} cells, the header has {len(header)} "
-                                    f"columns", where=f"{path}:{line}")
+                    yield f"{path}:{line}", {ROW_ERROR: DataError(
+                        f"{len(cells)} cells, the header has {len(header)} columns",
+                        where=f"{path}:{line}")}
+                    continue
                 yield f"{path}:{line}", {h: (c if c != "" else None)
                                          for h, c in zip(header, cells, strict=True)}
     except UnicodeDecodeError as exc:
@@ -156,12 +161,13 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON ({exc.msg}, column {exc.colno})",
-                                    where=f"{path}:{n}") from None
+                    row = {ROW_ERROR: DataError(f"not valid JSON ({exc.msg}, column "
+                                                f"{exc.colno})", where=f"{path}:{n}")}
                 except RecursionError:
-                    raise DataError("JSON nested too deeply", where=f"{path}:{n}") from None
+                    row = {ROW_ERROR: DataError("JSON nested too deeply", where=f"{path}:{n}")}
                 if not isinstance(row, dict):
-                    raise DataError("expected a JSON object per line", where=f"{path}:{n}")
+                    row = {ROW_ERROR: DataError("expected a JSON object per line",
+                                                where=f"{path}:{n}")}
                 yield f"{path}:{n}", row
     except UnicodeDecodeError as exc:
         raise _text_error(path, exc) from None
@@ -487,5 +493,5 @@ def open_source(path_value: Any, base_dir: Path, *, fmt: str | None = None,
     return src
 
 
-__all__ = ["DEFAULT_MAX_FILE_MB", "FORMATS", "Source", "check_data_file", "open_source",
-           "parse_hf"]
+__all__ = ["DEFAULT_MAX_FILE_MB", "FORMATS", "ROW_ERROR", "Source", "check_data_file",
+           "open_source", "parse_hf"]
