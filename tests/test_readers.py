@@ -430,3 +430,13 @@ def test_video_path_column(tmp_path: Path) -> None:
                                        base_dir=tmp_path, cache_dir=tmp_path / "c",
                                        limit=None, seed=0)
     assert s.videos[0].uri.endswith("a.gif") and s.category == "L2" and s.answer == "C"
+
+
+def test_tsv_quoted_cells_across_lines(tmp_path: Path) -> None:
+    p = tmp_path / "q.tsv"
+    p.write_text('index\tquestion\tA\tB\tanswer\n1\t"Two\nlines, a ""quote"""\tx\ty\tA\n'
+                 "2\tplain\tx\ty\tB\n")
+    a, b = _load(tmp_path, {"path": str(p)})
+    assert 'Two\nlines, a "quote"' in a.question and b.answer == "B"
+    scan = scan_dataset({"path": str(p)}, base_dir=tmp_path, cache_dir=tmp_path / "c")
+    assert [m.where for m in scan.items] == [f"{p}:2", f"{p}:4"]

@@ -350,8 +350,6 @@ class ImageCtx:
     base: Path
     refs: bool
     by_index: dict[str, tuple[Image, ...]] = field(default_factory=dict)
-    pending: int = 0
-    shared: int = 0
     hashes: Counter[str] = field(default_factory=Counter)
 
 
@@ -565,12 +563,13 @@ def map_row(row: dict[str, Any], where: str, rowno: int, fm: FieldMap, reader: R
         if ctx.refs and isinstance(value, str) and 0 < len(value.strip()) <= TSV_REF_MAX \
                 and not value.strip().startswith("["):
             ref = value.strip()
-            if ref not in ctx.by_index:
+            if ref in ctx.by_index:
+                images += ctx.by_index[ref]
+                continue
+            if not (ctx.base / ref).is_file() and not Path(ref).is_absolute():
                 raise DataError(f"image {ref!r} is the index of another row, and no earlier "
                                 "row with that index holds an image", where=where, field=col)
-            images += ctx.by_index[ref]
-            ctx.shared += 1
-            continue
+            # else: a short cell naming an image file, read below
         images += image_of(value, ctx, where=where, col=col)
     if ctx.refs and fm.id and images:
         ctx.by_index.setdefault(_text(get_path(row, fm.id[0])), tuple(images))

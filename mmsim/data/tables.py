@@ -116,33 +116,46 @@ def _text_error(path: Path, exc: Exception) -> DataError:
 
 def _delimited_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Rows of a TSV/CSV file with a header (as pandas writes them: minimal quoting; an
-    empty cell is a missing value, None)."""
+    empty cell is a missing value, None). A line without quotes is split directly (base64
+    image cells are long and never quoted); a quoted record, which may span lines, goes
+    through the csv module."""
     csv.field_size_limit(sys.maxsize)
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, delimiter=delimiter)
-            try:
-                header = next(reader)
-            except StopIteration:
-                return
-            header = [h.strip() for h in header]
-            if len(set(header)) != len(header):
-                dup = next(h for h in header if header.count(h) > 1)
-                raise DataError(f"duplicate column {dup!r} in the header",
-                                where=f"{path}:1")
-            start = reader.line_num + 1
-            for cells in reader:
-                line = start
-                start = reader.line_num + 1
+            header: list[str] | None = None
+            buf: list[str] = []
+            start = 0
+            for n, line in enumerate(fh, 1):
+                if not buf and '"' not in line:
+                    cells = line.rstrip("\r\n").split(delimiter)
+                    start = n
+                else:
+                    if not buf:
+                        start = n
+                    buf.append(line)
+                    text = "".join(buf)
+                    if text.count('"') % 2:
+                        continue  # a quoted cell goes on on the next line
+                    buf = []
+                    cells = next(csv.reader([text], delimiter=delimiter), [])
+                if header is None:
+                    header = [h.strip() for h in cells]
+                    if len(set(header)) != len(header):
+                        dup = next(h for h in header if header.count(h) > 1)
+                        raise DataError(f"duplicate column {dup!r} in the header",
+                                        where=f"{path}:{start}")
+                    continue
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue
                 if len(cells) != len(header):
-                    yield f"{path}:{line}", {ROW_ERROR: DataError(
+                    yield f"{path}:{start}", {ROW_ERROR: DataError(
                         f"{len(cells)} cells, the header has {len(header)} columns",
-                        where=f"{path}:{line}")}
+                        where=f"{path}:{start}")}
                     continue
-                yield f"{path}:{line}", {h: (c if c != "" else None)
-                                         for h, c in zip(header, cells, strict=True)}
+                yield f"{path}:{start}", {h: (c if c != "" else None)
+                                          for h, c in zip(header, cells, strict=True)}
+            if buf:
+                raise DataError("a quoted cell is never closed", where=f"{path}:{start}")
     except UnicodeDecodeError as exc:
         raise _text_error(path, exc) from None
     except csv.Error as exc:
@@ -214,14 +227,14 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     _pyarrow()
     import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
-    try:
-        pf = pq.ParquetFile(path)
+    try:  # buffered column reads, no pre-buffering: memory stays near one batch's
+        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
     except Exception as exc:  # ArrowInvalid, OSError...
         raise DataError(f"not a readable parquet file ({type(exc).__name__}: {exc})",
                         where=str(path)) from None
     n = 0
     try:
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
             for row in batch.to_pylist():
                 n += 1
                 yield f"{path}:row {n}", row
