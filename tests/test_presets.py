@@ -133,7 +133,9 @@ def test_mathvista(tmp_path: Path) -> None:
              "answer_type": "integer", "metadata": meta, "query": "..."}]
     p = _write(tmp_path / "MathVista" / "data" / "testmini-00000-of-00001-725687bf7a18d64b"
                ".parquet", rows, schema)
-    a, b, c = _load(tmp_path, "mathvista", p.parent.parent, split="testmini")
+    test_rows = [{**r, "answer": ""} for r in rows]  # the test split has no answers
+    _write(p.parent / "test-00000-of-00002-6b81bd7f7e2065e6.parquet", test_rows, schema)
+    a, b, c = _load(tmp_path, "mathvista", p.parent.parent)  # testmini, as published
     assert a.answer == "C" and a.meta["answer_kind"] == "text"
     assert a.question == "Find x.\nA. 3\nB. 5\nC. 7\nD. 9"
     assert b.answer == "2.5" and b.answer_format.kind == "numeric"
@@ -191,7 +193,8 @@ def test_hallusionbench(tmp_path: Path) -> None:
              "gt_answer": "1", "image": None}]
     root = tmp_path / "HallusionBench"
     _write(root / "data" / "image-00000-of-00001.parquet", rows, schema)
-    a, b = _load(tmp_path, "hallusionbench", root)
+    _write(root / "data" / "non_image-00000-of-00001.parquet", rows[1:], schema)
+    a, b = _load(tmp_path, "hallusionbench", root)  # the image split unless told
     assert (a.answer, b.answer) == ("No", "Yes")
     assert a.id == "VD-illusion-0-0-0" and len(a.images) == 1 and b.images == ()
 
@@ -219,7 +222,7 @@ def test_mmmu(tmp_path: Path) -> None:
     _write(root / "Math" / "validation-00000-of-00001.parquet",
            [row("1", "Math", options="[]", answer="12", question_type="open",
                 subfield="Algebra")], schema)
-    bio, math_ = _load(tmp_path, "mmmu", root, config="*", split="validation")
+    bio, math_ = _load(tmp_path, "mmmu", root)  # every subject, validation, unless told
     assert bio.id == "validation_Biology_1" and bio.answer == "B"
     assert bio.question.endswith("C. An organ") and bio.category == "Cell"
     assert math_.answer == "12" and math_.answer_format.kind == "numeric"

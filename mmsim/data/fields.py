@@ -186,11 +186,13 @@ def make_reader(options: dict[str, Any], base_dir: Path, *, fmt: str | None = No
         raise DataError("max_file_mb must be a positive number", field="max_file_mb")
     config = options.get("config")
     split = options.get("split")
+    prefer = PRESETS[preset_name].options if preset_name is not None else {}
     classes = options.get("classes")
     if classes is not None and (not isinstance(classes, list) or len(classes) < 2):
         raise DataError("classes must be a list of at least 2 class names", field="classes")
     src = open_source(options.get("path"), base_dir, fmt=fmt, config=config,
-                      split=None if split is None else str(split), max_mb=float(max_mb))
+                      split=None if split is None else str(split), max_mb=float(max_mb),
+                      prefer_config=prefer.get("config"), prefer_split=prefer.get("split"))
     refs = options.get("image_refs", src.fmt == "tsv")
     return Reader(src, given, str(prompt), preset_name, bool(refs),
                   classes=[str(c) for c in classes] if classes else None)

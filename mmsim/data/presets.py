@@ -17,7 +17,9 @@ from typing import Any
 @dataclass(frozen=True)
 class Preset:
     """``fields``: the field map; ``prompt``: the prompt style; ``source``: where the
-    layout comes from (shown by ``mmsim list``)."""
+    layout comes from; ``options``: the split/config preferred when the scenario names
+    none and the folder has them (MathVista's ``testmini``, MMMU's every subject and
+    ``validation``)."""
 
     title: str
     fields: dict[str, Any]
@@ -53,7 +55,8 @@ PRESETS: dict[str, Preset] = {
         {"id": "pid", "question": "question", "choices": "choices", "answer": "answer",
          "answer_kind": "auto", "image": "decoded_image", "precision": "precision",
          "category": "metadata.task"},
-        prompt="plain", source="huggingface.co/datasets/AI4Math/MathVista"),
+        prompt="plain", source="huggingface.co/datasets/AI4Math/MathVista",
+        options={"split": "testmini"}),
     "ai2d": Preset(
         "AI2D (HF lmms-lab/ai2d): question, options list, answer (index as a string), "
         "image",
@@ -73,7 +76,8 @@ PRESETS: dict[str, Preset] = {
         {"id": ["category", "subcategory", "set_id", "figure_id", "question_id"],
          "question": "question", "answer": "gt_answer",
          "answer_kind": "yesno", "image": "image", "category": "category"},
-        prompt="plain", source="huggingface.co/datasets/lmms-lab/HallusionBench"),
+        prompt="plain", source="huggingface.co/datasets/lmms-lab/HallusionBench",
+        options={"split": "image"}),
     "mmmu": Preset(
         "MMMU (HF MMMU/MMMU, one folder per subject): id, question, options (a list "
         "repr), image_1..image_7, answer letter (or free text for open questions), "
@@ -81,7 +85,8 @@ PRESETS: dict[str, Preset] = {
         {"id": "id", "question": "question", "choices": "options", "answer": "answer",
          "answer_kind": "auto", "image": [f"image_{n}" for n in range(1, 8)],
          "category": "subfield"},
-        prompt="plain", source="huggingface.co/datasets/MMMU/MMMU"),
+        prompt="plain", source="huggingface.co/datasets/MMMU/MMMU",
+        options={"config": "*", "split": "validation"}),
     "realworldqa": Preset(
         "RealWorldQA (HF xai-org/RealworldQA): image, question (options inline as A. "
         "lines), answer (a letter or a short word)",

@@ -322,7 +322,8 @@ def _read_schema(path: Path, fmt: str) -> Any:
 # --------------------------------------------------------------------------- layouts
 
 
-def _split_files(folder: Path, split: str | None, where: str) -> tuple[list[Path], str]:
+def _split_files(folder: Path, split: str | None, where: str, prefer: str | None = None
+                 ) -> tuple[list[Path], str]:
     """Parquet shards of ``split`` in ``folder`` (``test-00000-of-00001.parquet`` or
     ``test/*.parquet``); with no split asked, the only split there (or ``test``)."""
     shards = sorted(folder.glob("*.parquet"))
@@ -336,7 +337,9 @@ def _split_files(folder: Path, split: str | None, where: str) -> tuple[list[Path
     if not splits:
         raise DataError("no parquet files in this folder", where=str(folder), field="path")
     if split is None:
-        if len(splits) == 1:
+        if prefer in splits:
+            split = prefer
+        elif len(splits) == 1:
             split = next(iter(splits))
         elif "test" in splits:
             split = "test"
@@ -349,7 +352,8 @@ def _split_files(folder: Path, split: str | None, where: str) -> tuple[list[Path
     return splits[split], split
 
 
-def _hub_folder(root: Path, config: str | list[str] | None, split: str | None
+def _hub_folder(root: Path, config: str | list[str] | None, split: str | None,
+                prefer_config: str | None = None, prefer_split: str | None = None
                 ) -> list[Path]:
     """Parquet files of a hub-layout folder: ``data/<split>-*.parquet`` (the default
     config), ``<config>/<split>-*.parquet`` (one folder per config; ``config: "*"`` or a
@@ -358,9 +362,11 @@ def _hub_folder(root: Path, config: str | list[str] | None, split: str | None
                      if p.is_dir() and not p.name.startswith(".") and
                      (any(p.glob("*.parquet")) or any(p.glob("*/*.parquet"))))
     if any(root.glob("*.parquet")) and config is None:
-        return _split_files(root, split, str(root))[0]
+        return _split_files(root, split, str(root), prefer_split)[0]
     if config is None:
-        if "data" in configs:
+        if prefer_config == "*" and configs and "data" not in configs:
+            config = "*"
+        elif "data" in configs:
             config = "data"
         elif len(configs) == 1:
             config = configs[0]
@@ -378,7 +384,7 @@ def _hub_folder(root: Path, config: str | list[str] | None, split: str | None
             raise DataError(f"no config folder {name!r} (found: "
                             f"{', '.join(configs) or 'none'})", where=str(root),
                             field="config")
-        files += _split_files(root / name, split, str(root))[0]
+        files += _split_files(root / name, split, str(root), prefer_split)[0]
     return files
 
 
@@ -445,9 +451,11 @@ def _load_hf(name: str, config: str | None, split: str | None) -> Any:
 
 def open_source(path_value: Any, base_dir: Path, *, fmt: str | None = None,
                 config: str | list[str] | None = None, split: str | None = None,
-                max_mb: float = DEFAULT_MAX_FILE_MB) -> Source:
+                max_mb: float = DEFAULT_MAX_FILE_MB, prefer_config: str | None = None,
+                prefer_split: str | None = None) -> Source:
     """The rows ``path_value`` names (a file, a folder in a Hugging Face layout, or an
-    ``hf://`` URI), read as ``fmt`` (default: inferred)."""
+    ``hf://`` URI), read as ``fmt`` (default: inferred). ``prefer_*``: a preset's config
+    and split, used when none is named and the folder has them."""
     if not isinstance(path_value, str | os.PathLike) or not str(path_value):
         raise DataError("a path to the data file (or folder, or hf://owner/name) is required",
                         field="path")
@@ -490,7 +498,8 @@ def open_source(path_value: Any, base_dir: Path, *, fmt: str | None = None,
             src.class_names = names or (_schema_class_names(_read_schema(files[0], "arrow"))
                                         if files else {})
         else:
-            src = Source("parquet", _hub_folder(p, config, split), max_mb=max_mb)
+            src = Source("parquet", _hub_folder(p, config, split, prefer_config,
+                                                prefer_split), max_mb=max_mb)
     else:
         check_data_file(p, max_mb=max_mb)
         kind = fmt or _SUFFIXES.get(p.suffix.lower())
