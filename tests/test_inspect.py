@@ -75,3 +75,7 @@ def test_inspect_missing_image_file_in_parquet_and_bad_mapping(tmp_path: Path) -
     assert f"{f}:row 3: image: image file not found: {f.parent / 'gone.png'}" in r.stdout
     r = run_cli("data", "inspect", str(root), "--set", "answer=gold")
     assert r.returncode == 2 and "fields.answer: no column 'gold'" in r.stderr
+    t = pq.read_table(f).drop(["answer"])
+    pq.write_table(t, f)
+    r = run_cli("data", "inspect", str(root))
+    assert r.returncode == 2 and f"{f}: fields.answer: no answer column" in r.stderr

@@ -245,3 +245,32 @@ def test_realworldqa(tmp_path: Path) -> None:
     assert a.question == q and a.answer == "B"
     assert a.answer_format.options == ("left", "right", "straight")
     assert b.answer == "3" and b.answer_format.kind == "numeric"
+
+
+SCN = """
+name: preset-run
+seed: 2
+dataset: {dataset}
+receivers:
+  - {{name: r1, backend: sim, params: {{skill: 0.5}}}}
+providers:
+  - {{name: p1, backend: sim, params: {{skill: 2.0}}}}
+policies: [binary]
+protocol: {{max_rounds: 2}}
+run: {{concurrency: 8, bootstrap: 20}}
+"""
+
+
+@pytest.mark.parametrize("preset", ["mathvista", "pope", "mmmu"])
+def test_preset_runs_through_interfeedback(tmp_path: Path, preset: str) -> None:
+    import json
+
+    from tests.conftest import report_json, run_cli
+
+    globals()[f"test_{preset}"](tmp_path)  # writes the fixture (and checks it)
+    root = {"mathvista": "MathVista", "pope": "POPE", "mmmu": "MMMU"}[preset]
+    scn = tmp_path / "s.yaml"
+    scn.write_text(SCN.format(dataset=f"{{name: parquet, path: {root}, preset: {preset}}}"))
+    r = run_cli("run", str(scn), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert '"r1"' in json.dumps(report_json(tmp_path / "run"))

@@ -151,6 +151,12 @@ def test_tsv_multi_image_and_bad_reference(tmp_path: Path) -> None:
                  "2\tAgain?\tred\tblue\tB\t1\n")
     s1, s2 = _load(tmp_path, {"path": str(p)})
     assert len(s1.images) == 2 and s2.images == s1.images
+    # a reference to a later row (VLMEvalKit allows it)
+    p.write_text("index\tquestion\tA\tB\tanswer\timage\n"
+                 "2\tAgain?\tred\tblue\tB\t5\n"
+                 f"5\tWhich?\tred\tblue\tA\t{a}\n")
+    s2, s5 = _load(tmp_path, {"path": str(p)})
+    assert s2.images == s5.images and len(s2.images) == 1
     p.write_text("index\tquestion\tA\tB\tanswer\timage\n2\tAgain?\tred\tblue\tB\t7\n")
     msg = _error(tmp_path, {"path": str(p)})
     assert f"{p}:2: image:" in msg and "'7'" in msg

@@ -306,6 +306,9 @@ def resolve_fields(given: dict[str, Any], first: dict[str, Any], where: str) -> 
         raise DataError("index_base must be 0 or 1", field="fields.index_base")
     fm.index_base = int(base)
     fm.inline_choices = bool(given.get("inline_choices", False))
+    if fm.answer is None and fm.label is None and fm.labels is None:
+        raise DataError("no answer column: name it with fields.answer (columns: "
+                        + ", ".join(cols) + ")", where=where, field="fields.answer")
     if fm.question is None and fm.label is None and fm.labels is None:
         raise DataError("no question column: name it with fields.question (columns: "
                         + ", ".join(cols) + ")", where=where, field="fields.question")
@@ -353,6 +356,32 @@ class ImageCtx:
     refs: bool
     by_index: dict[str, tuple[Image, ...]] = field(default_factory=dict)
     hashes: Counter[str] = field(default_factory=Counter)
+    source: Source | None = None
+    prescanned: bool = False
+
+    def forward(self, ref: str, fm: FieldMap) -> tuple[Image, ...] | None:
+        """The images of the row whose index is ``ref`` when it comes later in the file
+        (VLMEvalKit allows it): once, a second pass stores every later row's image (one
+        at a time, by content hash) so each reference resolves."""
+        if not self.prescanned and self.source is not None and fm.id:
+            self.prescanned = True
+            for where, row in self.source.rows():
+                if ROW_ERROR in row:
+                    continue
+                key = get_path(row, fm.id[0])
+                if _missing(key) or _text(key) in self.by_index:
+                    continue
+                images: list[Image] = []
+                try:
+                    for col in fm.image:
+                        value = get_path(row, col)
+                        if isinstance(value, str) and len(value.strip()) > TSV_REF_MAX:
+                            images += image_of(value, self, where=where, col=col)
+                except DataError:
+                    continue  # reported at its own row
+                if images:
+                    self.by_index[_text(key)] = tuple(images)
+        return self.by_index.get(ref)
 
 
 def _b64(s: str) -> bytes | None:
@@ -569,8 +598,12 @@ def map_row(row: dict[str, Any], where: str, rowno: int, fm: FieldMap, reader: R
                 images += ctx.by_index[ref]
                 continue
             if not (ctx.base / ref).is_file() and not Path(ref).is_absolute():
-                raise DataError(f"image {ref!r} is the index of another row, and no earlier "
-                                "row with that index holds an image", where=where, field=col)
+                found = ctx.forward(ref, fm)
+                if found is None:
+                    raise DataError(f"image {ref!r} is the index of another row, and no row "
+                                    "with that index holds an image", where=where, field=col)
+                images += found
+                continue
             # else: a short cell naming an image file, read below
         images += image_of(value, ctx, where=where, col=col)
     if ctx.refs and fm.id and images:
@@ -701,7 +734,8 @@ def iter_mapped(reader: Reader, cache_dir: Path, *, strict: bool, scan: Scan | N
     included); else record problems in ``scan`` and go on."""
     src = reader.source
     base = src.files[0].parent if src.files else Path(".")
-    ctx = ImageCtx(folder=cache_dir / "tables", base=base, refs=reader.image_refs)
+    ctx = ImageCtx(folder=cache_dir / "tables", base=base, refs=reader.image_refs,
+                   source=src)
     seen: dict[str, str] = {}
     fm: FieldMap | None = None
     n = 0
