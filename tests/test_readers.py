@@ -446,3 +446,37 @@ def test_tsv_quoted_cells_across_lines(tmp_path: Path) -> None:
     assert 'Two\nlines, a "quote"' in a.question and b.answer == "B"
     scan = scan_dataset({"path": str(p)}, base_dir=tmp_path, cache_dir=tmp_path / "c")
     assert [m.where for m in scan.items] == [f"{p}:2", f"{p}:4"]
+
+
+def test_written_by_the_datasets_library(tmp_path: Path) -> None:
+    """save_to_disk folders, DatasetDicts and to_parquet files as datasets writes them:
+    Image features, ClassLabel names, Sequence(ClassLabel) multilabels."""
+    datasets = pytest.importorskip("datasets")
+    from mmsim.protocols.classification.data import CLS_DATASETS, item_labels
+
+    (tmp_path / "a.png").write_bytes(png("red"))
+    (tmp_path / "b.png").write_bytes(png("blue"))
+    feats = datasets.Features({
+        "image": datasets.Image(), "question": datasets.Value("string"),
+        "answer": datasets.Value("string"),
+        "label": datasets.ClassLabel(names=["red", "blue"]),
+        "tags": datasets.Sequence(datasets.ClassLabel(names=["warm", "cold", "bright"]))})
+    ds = datasets.Dataset.from_dict(
+        {"image": [str(tmp_path / "a.png"), str(tmp_path / "b.png")],
+         "question": ["Is it red?", "Is it red?"], "answer": ["yes", "no"],
+         "label": [0, 1], "tags": [[0, 2], [1]]}, features=feats)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"test": ds, "train": ds}).save_to_disk(str(tmp_path / "dd"))
+    ds.to_parquet(str(tmp_path / "x.parquet"))
+    for path, extra in (("saved", {}), ("dd", {"split": "test"}), ("x.parquet", {})):
+        a, b = _load(tmp_path, {"path": path, **extra})
+        assert (a.answer, b.answer) == ("Yes", "No") and len(a.images) == 1
+        assert a.images[0].sha256 != b.images[0].sha256
+        data = CLS_DATASETS.get("table")({"path": path, **extra}, base_dir=tmp_path,
+                                         cache_dir=tmp_path / "c", limit=None)
+        assert data.classes == ("red", "blue") and data.items[1].answer == "blue"
+        ml = CLS_DATASETS.get("table")({"path": path, "fields": {"labels": "tags"}, **extra},
+                                       base_dir=tmp_path, cache_dir=tmp_path / "c",
+                                       limit=None)
+        assert ml.classes == ("warm", "cold", "bright")
+        assert item_labels(ml.items[0]) == ("warm", "bright")
