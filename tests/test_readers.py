@@ -480,3 +480,13 @@ def test_written_by_the_datasets_library(tmp_path: Path) -> None:
                                        limit=None)
         assert ml.classes == ("warm", "cold", "bright")
         assert item_labels(ml.items[0]) == ("warm", "bright")
+
+
+def test_optional_libraries_named_when_missing(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_hf_parquet(tmp_path / "hub")
+    monkeypatch.setitem(__import__("sys").modules, "datasets", None)
+    assert "pip install 'mmsim[datasets]'" in _error(tmp_path, {"path": "hf://owner/name"})
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
+    assert "pip install 'mmsim[parquet]'" in _error(tmp_path, {"path": str(root)})
