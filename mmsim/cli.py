@@ -396,6 +396,8 @@ def data_inspect(
 
 
 def _print_inspect(info: dict[str, Any]) -> None:
+    from mmsim.protocols.interfeedback.env import INSTRUCTIONS
+
     p = out.print
     p(f"[bold]{escape(info['source'])}[/] ({info['format']}"
       + (f", preset {info['preset']}" if info["preset"] else "") + f", prompt "
@@ -422,6 +424,9 @@ def _print_inspect(info: dict[str, Any]) -> None:
           + (f"; category {escape(row['category'])}" if row["category"] else "") + ")",
           highlight=False, soft_wrap=True)
         p(escape(row["text"]), highlight=False, soft_wrap=True)
+        instr = INSTRUCTIONS.get(row["answer_format"])
+        if instr:  # what an InterFeedback episode appends to the first turn
+            p(f"[dim]\n{escape(instr)}[/]", highlight=False, soft_wrap=True)
     probs = info["problems"]
     p(f"\n[bold]{len(probs)} problem(s)[/]", highlight=False)
     for line in probs:
