@@ -642,9 +642,11 @@ def map_row(row: dict[str, Any], where: str, rowno: int, fm: FieldMap, reader: R
 
     # question and options
     q = get_path(row, fm.question) if fm.question else None
-    if fm.question and (_missing(q) or not isinstance(q, str | int | float)):
-        if label is None:
-            raise DataError("question is empty", where=where, field=fm.question)
+    if fm.question and not _missing(q) and not isinstance(q, str | int | float):
+        raise DataError(f"question must be text, got {type(q).__name__}", where=where,
+                        field=fm.question)
+    if fm.question and _missing(q) and label is None:
+        raise DataError("question is empty", where=where, field=fm.question)
     question = _text(q) if not _missing(q) else "What does the image show?"
     hint = get_path(row, fm.hint) if fm.hint else None
     hint_text = None if _missing(hint) else _text(hint)
@@ -652,10 +654,8 @@ def map_row(row: dict[str, Any], where: str, rowno: int, fm: FieldMap, reader: R
     options: tuple[str, ...] = ()
     inline = False
     if fm.choices == "A..Z":
-        for lt in LETTERS:
-            if lt not in row:
-                break
-            if not _missing(row[lt]):
+        for lt in LETTERS:  # as VLMEvalKit: every present, non-empty letter column
+            if lt in row and not _missing(row[lt]):
                 letters += (lt,)
                 options += (_text(row[lt]),)
     elif fm.choices is not None:
