@@ -436,6 +436,27 @@ def test_video_path_column(tmp_path: Path) -> None:
                                        base_dir=tmp_path, cache_dir=tmp_path / "c",
                                        limit=None, seed=0)
     assert s.videos[0].uri.endswith("a.gif") and s.category == "L2" and s.answer == "C"
+    scn = tmp_path / "video.yaml"
+    scn.write_text(VIDEO.format(dataset="{name: jsonl, path: v.jsonl, "
+                                        "fields: {category: level}}"))
+    r = run_cli("run", str(scn), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert '"base"' in json.dumps(report_json(tmp_path / "run"))
+
+
+VIDEO = """
+kind: video
+name: byob-video
+seed: 0
+dataset: {dataset}
+frames: {{fps: 2, min_frames: 2, max_frames: 4, size: 32, send: images}}
+models:
+  - {{name: base, backend: sim, params: {{skill: 0.5}}}}
+eval: {{temperature: 0}}
+rewards: [accuracy, format]
+rollouts: null
+run: {{concurrency: 8, bootstrap: 20}}
+"""
 
 
 def test_tsv_quoted_cells_across_lines(tmp_path: Path) -> None:
