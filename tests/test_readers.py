@@ -511,3 +511,9 @@ def test_optional_libraries_named_when_missing(tmp_path: Path,
     monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)
     monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
     assert "pip install 'mmsim[parquet]'" in _error(tmp_path, {"path": str(root)})
+
+
+def test_format_that_contradicts_the_suffix(tmp_path: Path) -> None:
+    p = write_tsv(tmp_path / "MMBench.tsv")
+    msg = _error(tmp_path, {"path": str(p)}, "parquet")
+    assert "a .tsv file read as parquet: use dataset.name tsv" in msg

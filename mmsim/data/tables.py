@@ -502,7 +502,13 @@ def open_source(path_value: Any, base_dir: Path, *, fmt: str | None = None,
                                                 prefer_split), max_mb=max_mb)
     else:
         check_data_file(p, max_mb=max_mb)
-        kind = fmt or _SUFFIXES.get(p.suffix.lower())
+        by_suffix = _SUFFIXES.get(p.suffix.lower())
+        binary = {"parquet", "arrow"}
+        if fmt and by_suffix and fmt != by_suffix and (fmt in binary) != (by_suffix in binary):
+            raise DataError(f"a {p.suffix} file read as {fmt}: use dataset.name "
+                            f"{by_suffix} (or table, which goes by the suffix)", where=str(p),
+                            field="format")
+        kind = fmt or by_suffix
         if kind is None:
             raise DataError(f"cannot tell the format from the suffix {p.suffix!r}: set "
                             f"dataset.format ({', '.join(FORMATS[:6])})", where=str(p),
