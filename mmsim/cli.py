@@ -328,7 +328,8 @@ def export(
 
 @app.command("list")
 def list_(plugin: PluginOpt = None) -> None:
-    """List protocols, backends, feedback policies, datasets and tasks."""
+    """List protocols, backends, feedback policies, datasets (readers included), dataset
+    presets and tasks."""
     from mmsim.backends import BACKENDS
     from mmsim.data import DATASETS
     from mmsim.policies import POLICIES
@@ -352,6 +353,84 @@ def list_(plugin: PluginOpt = None) -> None:
         for name, doc in reg.describe():
             t.add_row(name, doc)
         out.print(t)
+    from mmsim.data.presets import PRESETS
+
+    t = Table(title="dataset presets (dataset.preset; docs/datasets.md)", title_justify="left",
+              show_header=False)
+    t.add_column("name", style="bold")
+    t.add_column("description")
+    for name, preset in PRESETS.items():
+        t.add_row(name, preset.title)
+    out.print(t)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Look at data files before a run.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: Annotated[str, typer.Argument(help="Data file, folder or hf://owner/name.")],
+    preset: Annotated[str | None, typer.Option(help="A benchmark's field map "
+                      "(mmsim list shows them).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="field=column (or a "
+                    "reader option: format, split, config, prompt...); repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """How mmsim reads a data file: mapping, rows, answer kinds, options, shared images,
+    three rows as the model sees them, and every problem (file:row: column). Exit 2 when
+    there are problems."""
+    from mmsim.data.inspect import inspect_options, run_inspect, summary
+
+    try:
+        info = summary(run_inspect(inspect_options(path, preset=preset, sets=set_),
+                                   Path.cwd()))
+    except UserError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        out.print_json(data=info)
+    else:
+        _print_inspect(info)
+    if info["problems"]:
+        raise typer.Exit(2)
+
+
+def _print_inspect(info: dict[str, Any]) -> None:
+    from mmsim.protocols.interfeedback.env import INSTRUCTIONS
+
+    p = out.print
+    p(f"[bold]{escape(info['source'])}[/] ({info['format']}"
+      + (f", preset {info['preset']}" if info["preset"] else "") + f", prompt "
+      f"{info['prompt']}): {info['rows']} rows, {info['items']} items read",
+      highlight=False, soft_wrap=True)
+    t = Table(title="mapping", title_justify="left", show_header=False)
+    for k, v in info["mapping"].items():
+        t.add_row(k, escape(str(v)))
+    p(t)
+    for col, names in info["class_names"].items():
+        p(f"ClassLabel {col}: {', '.join(names)}", highlight=False, soft_wrap=True)
+    p("answer kinds: " + (", ".join(f"{k} {v}" for k, v in info["answer_kinds"].items())
+                          or "none"), highlight=False)
+    p("options per item: " + (", ".join(f"{k}: {v}" for k, v in
+                                        info["options_per_item"].items()) or "none"),
+      highlight=False)
+    im = info["images"]
+    p(f"images: {im['references']} in rows, {im['distinct']} distinct, {im['shared']} "
+      "shared (a row reusing another row's image)", highlight=False)
+    for row in info["shown"]:
+        p(f"\n[bold]-- {escape(row['where'])} id {escape(row['id'])}[/] "
+          f"({len(row['images'])} image(s){', video' if row['videos'] else ''}; answer "
+          f"{escape(row['answer'])} {escape('[' + row['answer_kind'] + ']')}"
+          + (f"; category {escape(row['category'])}" if row["category"] else "") + ")",
+          highlight=False, soft_wrap=True)
+        p(escape(row["text"]), highlight=False, soft_wrap=True)
+        instr = INSTRUCTIONS.get(row["answer_format"])
+        if instr:  # what an InterFeedback episode appends to the first turn
+            p(f"[dim]\n{escape(instr)}[/]", highlight=False, soft_wrap=True)
+    probs = info["problems"]
+    p(f"\n[bold]{len(probs)} problem(s)[/]", highlight=False)
+    for line in probs:
+        p(escape(line), highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -31,4 +31,4 @@ def dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
 __all__ = ["DATASETS", "DatasetLoader", "Sample", "dataset"]
 
 # Built-in loaders register themselves on import (kept last: they import ``dataset``).
-from mmsim.data import mathverse, mmmu_pro, synthetic  # noqa: E402, F401
+from mmsim.data import mathverse, mmmu_pro, readers, synthetic  # noqa: E402, F401

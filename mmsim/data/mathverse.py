@@ -325,7 +325,9 @@ def load_mathverse(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
         raise DataError("the dataset is empty (no rows)", where=str(path))
     for col in (*REQUIRED_COLUMNS, qfield):
         if col not in rows[0]:
-            raise DataError(f"missing column {col!r}: not a MathVerse testmini file",
+            raise DataError(f"missing column {col!r}: not a MathVerse testmini file (read "
+                            "other tables with name: parquet, tsv, jsonl... and a preset or "
+                            "fields; docs/datasets.md)",
                             where=str(path), field=col)
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):

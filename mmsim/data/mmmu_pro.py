@@ -213,7 +213,9 @@ def load_mmmu_pro(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
         names = set(table.column_names)
         for col in required:
             if col not in names:
-                raise DataError(f"missing column {col!r}: not an MMMU-Pro {config!r} file",
+                raise DataError(f"missing column {col!r}: not an MMMU-Pro {config!r} file "
+                                "(read other tables with name: parquet and a preset or "
+                                "fields; docs/datasets.md)",
                                 where=str(file), field=col)
         present = [c for c in image_cols if c in names]
         rows = table.drop(present).to_pylist()

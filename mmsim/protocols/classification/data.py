@@ -590,3 +590,32 @@ __all__ = ["CLS_DATASETS", "ClassList", "ClassificationData", "ClassificationLoa
            "make_synthetic_item", "read_class_list", "read_original_labels",
            "read_real_json", "read_relabel_csv", "synthetic_classes", "synthetic_similarity",
            "synthetic_synonyms", "write_relabel_csv"]
+
+
+# --------------------------------------------------------------------------- field-map readers
+
+
+def _reader(fmt: str | None) -> ClassificationLoader:
+    def load(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
+             limit: int | None) -> ClassificationData:
+        from mmsim.data.fields import load_labelled
+
+        classes, mapped = load_labelled(options, base_dir=base_dir, cache_dir=cache_dir,
+                                        limit=limit, fmt=fmt)
+        items = tuple(make_item(m.sample.id, m.sample.images[0], m.label or m.labels[0],
+                                m.labels, meta=m.sample.meta) for m in mapped)
+        return ClassificationData(fmt or "table", classes, items)
+
+    return load
+
+
+def _register_readers() -> None:
+    from mmsim.data.readers import READERS
+
+    for name, doc in READERS.items():
+        CLS_DATASETS.register(name, _reader(None if name == "table" else name),
+                              doc=f"{doc}; a label column (ClassLabel names) or a "
+                                  "multilabel list column")
+
+
+_register_readers()

@@ -317,3 +317,17 @@ def load_cvrr(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
 
 __all__ = ["DYN_DATASETS", "dyn_dataset", "load_cvrr", "load_mme", "load_realworldqa",
            "load_scenes", "scene_caption", "scene_pose"]
+
+
+def _register_readers() -> None:
+    """The field-map readers (tsv, parquet, jsonl, ...): each row an image + QA item,
+    the seed of the task families (``caption``, ``pose``, ``count`` columns are kept in
+    ``meta``, where the families look for them)."""
+    from mmsim.data.readers import READERS, reader_loader
+
+    for name, doc in READERS.items():
+        DYN_DATASETS.register(name, reader_loader(None if name == "table" else name),
+                              doc=doc)
+
+
+_register_readers()

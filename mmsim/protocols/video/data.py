@@ -445,3 +445,34 @@ def load_synthetic_video(options: dict[str, Any], *, base_dir: Path, cache_dir: 
 __all__ = ["ENVIRONMENTS", "LETTERS", "LEVELS", "TRAIN", "VIDEO_DATASETS",
            "load_layout", "load_seed_bench_r1", "load_synthetic_video", "problem_text",
            "read_rows", "row_item", "synthesize", "video_dataset"]
+
+
+def _reader(fmt: str | None) -> VideoDatasetLoader:
+    def load(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
+             limit: int | None, seed: int) -> list[Sample]:
+        from mmsim.data.fields import load_samples
+
+        del seed
+        out = []
+        for s in load_samples(options, base_dir=base_dir, cache_dir=cache_dir, limit=limit,
+                              fmt=fmt):
+            if s.category not in (*LEVELS, TRAIN):  # the protocol groups items by level
+                s = s.model_copy(update={"category": "L1",
+                                         "meta": {**s.meta, "source_category": s.category}})
+            out.append(s)
+        return out
+
+    return load
+
+
+def _register_readers() -> None:
+    """The field-map readers, for a table with a ``video`` path column (frames by the
+    protocol's recipe); a ``category`` of L1/L2/L3/train is the level, anything else is
+    kept in ``meta.source_category`` and the item is L1."""
+    from mmsim.data.readers import READERS
+
+    for name, doc in READERS.items():
+        VIDEO_DATASETS.register(name, _reader(None if name == "table" else name), doc=doc)
+
+
+_register_readers()
