@@ -41,9 +41,11 @@ def detailed_prompt(ctx: FeedbackContext) -> str:
 
 @policy("detailed")
 async def detailed(ctx: FeedbackContext) -> Feedback:
-    """The provider, looking at the item's image(s) or video, explains what is wrong
-    without giving the answer (leaks are flagged). ``options.show_image: false`` sends the
-    text alone; ``options.history: true`` adds the conversation so far."""
+    """The provider, shown the image, explains what is wrong without giving the answer.
+
+    The item's image(s) or video go with the prompt in one message (``options.show_image:
+    false`` sends the text alone; ``options.history: true`` adds the conversation so far);
+    leaks are flagged."""
     prompt = detailed_prompt(ctx)
     show = ctx.options.get("show_image", True)
     text = await ctx.ask_provider(ctx.with_visuals(prompt) if show else prompt)
