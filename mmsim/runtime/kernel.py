@@ -83,6 +83,10 @@ def run_manifest(proto: EvalProtocol[Any, Any], loaded: LoadedScenario,
     }
 
 
+class RunIncomplete(UserError):
+    """A phase ended with fewer episodes recorded (done or failed) than were planned."""
+
+
 class Kernel:
     """Plays one scenario (of any protocol) into one run directory."""
 
@@ -255,10 +259,18 @@ class Kernel:
                     jobs, planned = prun.jobs(name, done, store)
                     tally.skipped += planned - len(jobs)
                     tally.progress.phase(name, len(jobs))
+                    ended = tally.played + tally.failed
                     await self.executor.play(Phase(name, prun, actors, sink, tally, stop),
                                              jobs, concurrency)
                     if stop is not None and stop.is_set():
                         return  # stopping: no later phase is planned from a partial one
+                    ended = tally.played + tally.failed - ended
+                    if ended != len(jobs):  # never `finished` with episodes silently lost
+                        raise RunIncomplete(
+                            f"{len(jobs) - ended} of {len(jobs)} planned {name!r} episodes "
+                            "ended neither recorded nor failed; the run is marked failed "
+                            "and rerunning the same command plays them",
+                            where=str(self.run_dir))
                     await sink.flush()
                     prun.after_phase(name, store)
         self._play_scope = None
@@ -305,4 +317,4 @@ def default_run_dir(loaded: LoadedScenario) -> Path:
     return Path("runs") / str(loaded.scenario.name)
 
 
-__all__ = ["Kernel", "default_run_dir", "run_manifest", "run_scenario"]
+__all__ = ["Kernel", "RunIncomplete", "default_run_dir", "run_manifest", "run_scenario"]
