@@ -33,7 +33,9 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 def _fail(exc: UserError | StoreError) -> typer.Exit:
     """Exit 2 for bad input (UserError), 3 for a store that cannot be written (StoreError:
     locked, disk full; rerunning resumes) — one line on stderr, never a traceback."""
-    err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False,
+    from mmsim.redaction import scrub
+
+    err.print(f"[bold red]error:[/] {escape(scrub(exc.one_line()))}", highlight=False,
               soft_wrap=True)
     return typer.Exit(3 if isinstance(exc, StoreError) else 2)
 

@@ -101,7 +101,9 @@ def load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
-        except Exception as exc:  # a broken plugin is a user error, named
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin is a user error, named
             raise PluginError(f"entry point {ep.name!r} ({ep.value}) failed to load: "
                               f"{type(exc).__name__}: {exc}") from exc
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mmsim.errors import ScenarioError, UserError
+from mmsim.redaction import register_env_params
 from mmsim.registry import did_you_mean
 from mmsim.runtime.protocol import PROTOCOLS
 from mmsim.spec import SECRET_PARAM, LoadedScenario, locate
@@ -247,6 +248,8 @@ def load_scenario(path: str | Path, *, overrides: list[str] | None = None,
         errors = exc.errors()  # a typo (unknown key) explains a missing field: report it first
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         raise explain(first, lines, str(p), applied, proto.scenario, data) from None
+    register_env_params(data)  # the values of every `*_env` / `env_from` variable are
+    # secrets from now on: redacted wherever text is stored or printed (mmsim.redaction)
     return LoadedScenario(scenario=scn, kind=kind, path=p.resolve(), limit=limit,
                           source=str(p), lines=lines, overrides=applied)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.backends import BACKENDS
 from mmsim.data import DATASETS
 from mmsim.errors import UserError
+from mmsim.redaction import SECRET_ENV_NAME, looks_secret
 from mmsim.registry import Registry, did_you_mean
 
 STRICT = ConfigDict(extra="forbid")
@@ -165,6 +166,10 @@ class ServerSpec(BaseModel):
     host: str = "127.0.0.1"
     port: int | Literal["auto"] = "auto"
     env: dict[str, str | int | float] = Field(default_factory=dict)
+    #: the server's environment variables taken from mmsim's own environment by name
+    #: (``{VLLM_API_KEY: MY_VLLM_KEY}``): where a server's secrets come from; a secret
+    #: written literally in ``env`` or ``args`` is refused
+    env_from: dict[str, str] = Field(default_factory=dict)
     gpu: str | int | None = None  # CUDA_VISIBLE_DEVICES, e.g. 0 or "0,1"
     health_path: str = "/health"
     api_path: str = "/v1"
@@ -179,6 +184,21 @@ class ServerSpec(BaseModel):
             raise ValueError(f"'{self.command}' servers need a model")
         if isinstance(self.port, int) and not 0 < self.port < 65536:
             raise ValueError("port must be 1..65535 or auto")
+        for k, v in self.env.items():
+            if (SECRET_ENV_NAME.search(k) and str(v)) or looks_secret(str(v)):
+                raise ValueError(f"env.{k} holds a credential: a scenario must not; take it "
+                                 f"from mmsim's environment instead (env_from: {{{k}: "
+                                 "MY_VAR})")
+        words = [str(a) for a in (self.command if isinstance(self.command, list) else [])]
+        words += self.args
+        for i, a in enumerate(words):
+            flag = a.split("=", 1)[0]
+            secret_flag = flag.startswith("-") and SECRET_PARAM.search(flag.lstrip("-"))
+            if (secret_flag and ("=" in a or i + 1 < len(words))) or looks_secret(a):
+                raise ValueError(f"{'args' if i >= len(words) - len(self.args) else 'command'}"
+                                 f" holds a credential ({flag}...): a scenario must not; pass "
+                                 "it through the environment (env_from:; vllm reads "
+                                 "VLLM_API_KEY)")
         return self
 
 

@@ -39,6 +39,7 @@ import httpx
 import structlog
 
 from mmsim.errors import UserError
+from mmsim.redaction import scrub
 from mmsim.spec import ServerSpec
 
 log = structlog.get_logger("mmsim.servers")
@@ -127,7 +128,7 @@ class RunningServer:
         return self.proc.pid
 
     def describe(self) -> dict[str, Any]:
-        return {"argv": self.argv, "pid": self.pid, "port": self.port,
+        return {"argv": [scrub(a) for a in self.argv], "pid": self.pid, "port": self.port,
                 "base_url": self.base_url, "log": str(self.log_path), "model": self.spec.model}
 
     def stop_nowait(self) -> None:
@@ -209,9 +210,14 @@ class ServerGroup:
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
         env.update({k: str(v) for k, v in spec.env.items()})
+        for k, name in spec.env_from.items():
+            if name not in os.environ:
+                raise ServerError(f"env_from: {k} names {name!r}, which is not set in "
+                                  "mmsim's environment", where=f"server {spec.name!r}")
+            env[k] = os.environ[name]
         f = log_path.open("ab")
         f.write(f"# mmsim: {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: "
-                f"{' '.join(argv)}\n".encode())
+                f"{scrub(' '.join(argv))}\n".encode())
         f.flush()
         try:
             proc = subprocess.Popen(

@@ -29,6 +29,7 @@ from pydantic_core import to_json
 
 from mmsim._version import __version__
 from mmsim.errors import StoreError, UserError
+from mmsim.redaction import scrub, scrub_known, scrub_obj
 from mmsim.store.migrate import migrate_v1
 from mmsim.store.schema import EPISODE_COLUMNS as _EPISODE_COLUMNS
 from mmsim.store.schema import EPISODES_INDEX, EPISODES_TABLE, SCHEMA, SCHEMA_VERSION
@@ -435,8 +436,8 @@ class RunStore:
         keys = ("run_id", "name", "scenario_hash", "scenario", "manifest", "created_at",
                 "status", "finished_at")
         out = dict(zip(keys, row, strict=True))
-        out["scenario"] = json.loads(out["scenario"])
-        out["manifest"] = json.loads(out["manifest"])
+        out["scenario"] = scrub_obj(json.loads(out["scenario"]))
+        out["manifest"] = scrub_obj(json.loads(out["manifest"]))
         return out
 
     def begin_run(self, run_id: str, name: str, scenario_hash: str, scenario: dict[str, Any],
@@ -461,8 +462,8 @@ class RunStore:
         try:
             self.conn.execute(
                 "INSERT INTO runs VALUES(?,?,?,?,?,?,?,NULL)",
-                (run_id, name, scenario_hash, json.dumps(scenario, sort_keys=True),
-                 json.dumps(manifest, sort_keys=True), time.time(), "running"))
+                (run_id, name, scenario_hash, scrub(json.dumps(scenario, sort_keys=True)),
+                 scrub(json.dumps(manifest, sort_keys=True)), time.time(), "running"))
         except sqlite3.OperationalError as exc:
             raise store_error(exc, self.path) from None
         return False
@@ -499,9 +500,16 @@ class RunStore:
     def encode(record: EpisodeRecord, now: float | None = None) -> EncodedEpisode:
         """The rows of one episode, ready for :meth:`write_encoded` (any thread may call
         this; the runner does it when an episode ends, so the writer only runs SQL)."""
-        return EncodedEpisode(record.episode_id,
-                              _row_json(record.row(time.time() if now is None else now)),
-                              _message_rows(record.episode_id, record.messages))
+        # Secrets never reach the store: error text (an error body that echoes a key or a
+        # header) gets the whole redaction pass; the rest (model replies, large, seldom a
+        # secret) is checked for the known secrets (mmsim.redaction), a few substring tests
+        row = _row_json(record.row(time.time() if now is None else now))
+        msgs = _message_rows(record.episode_id, record.messages)
+        if record.error is not None or '"error":"' in msgs:
+            row, msgs = scrub(row), scrub(msgs)
+        else:
+            row, msgs = scrub_known(row), scrub_known(msgs)
+        return EncodedEpisode(record.episode_id, row, msgs)
 
     def write_encoded(self, episodes: Sequence[EncodedEpisode]) -> None:
         """Write encoded episodes in one transaction (all or none): one SQL statement,
@@ -537,7 +545,9 @@ class RunStore:
         q += " ORDER BY episode_id"
         for row in self.conn.execute(q, args):
             ep = dict(zip(_EPISODE_COLUMNS, row, strict=True))
-            payload = json.loads(ep["payload"])
+            if ep["error"]:  # (a store written before redaction existed)
+                ep["error"] = scrub(ep["error"])
+            payload = json.loads(scrub(ep["payload"]))
             ep["payload"] = payload
             for k, v in payload.items():
                 ep.setdefault(k, v)
@@ -551,7 +561,7 @@ class RunStore:
                 "SELECT seq, turn, sender, kind, payload FROM messages WHERE episode_id=? "
                 "ORDER BY seq", (episode_id,)):
             msg = {"seq": seq, "turn": turn, "sender": sender, "kind": kind,
-                   **json.loads(payload)}
+                   **json.loads(scrub(payload))}
             if kind == "observation":
                 start = msg.pop("conversation_from", None)
                 if start is not None and last_obs is not None:
