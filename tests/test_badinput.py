@@ -496,3 +496,82 @@ def test_subprocess_stderr_is_one_line(tmp_path: Path, which: str) -> None:
 
 def test_corpus_size() -> None:
     assert len(SCENARIOS) + len(CASES) >= 50
+
+
+# ------------------------------------------------------- directories mmsim did not write
+
+
+def _foreign_sqlite(d: Path) -> Path:
+    db = d / "mmsim.sqlite"
+    c = sqlite3.connect(db)
+    c.execute("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT)")
+    c.execute("INSERT INTO customers VALUES(1, 'Ada')")
+    c.commit()
+    c.close()
+    return db
+
+
+def _listing(d: Path) -> list[tuple[str, str]]:
+    return sorted((str(p.relative_to(d)), _digest(p) if p.is_file() else "dir")
+                  for p in d.rglob("*"))
+
+
+@pytest.mark.parametrize("what", ["foreign-sqlite", "other-files", "sqlite-elsewhere"])
+def test_out_holding_what_mmsim_did_not_write_is_refused(tmp_path: Path, what: str) -> None:
+    """``--out`` on a folder with a foreign SQLite file (named like mmsim's store or not) or
+    any file mmsim did not write: exit 2 before anything is written (no lock, no marker, no
+    tables added); ``report``/``export``/``compare``/``fit`` refuse it the same way and do
+    not write into it."""
+    scn = tmp_path / "s.yaml"
+    scn.write_text(GOOD)
+    out = tmp_path / "run"
+    out.mkdir()
+    if what == "foreign-sqlite":
+        _foreign_sqlite(out)
+        expects = ["mmsim.sqlite", "not an mmsim run store", "customers"]
+    elif what == "other-files":
+        (out / "thesis.tex").write_text("\\documentclass{article}")
+        expects = [str(out), "files mmsim did not write (thesis.tex)"]
+    else:
+        c = sqlite3.connect(out / "data.db")
+        c.execute("CREATE TABLE t(x)")
+        c.commit()
+        c.close()
+        expects = [str(out), "files mmsim did not write (data.db)"]
+    before = _listing(out)
+    check_error(invoke("run", str(scn), "--out", str(out), "--no-progress"), expects, None)
+    assert _listing(out) == before
+    if what == "foreign-sqlite":
+        for args in (["report", str(out)], ["report", str(out), "--format", "json"],
+                     ["export", str(out)], ["compare", str(out), str(out)]):
+            check_error(invoke(*args), ["mmsim.sqlite", "not an mmsim run store"], None)
+            assert _listing(out) == before, args
+
+
+def test_readers_open_the_store_read_only(tmp_path: Path) -> None:
+    """``report`` and ``export`` on a finished run change no byte of its store."""
+    scn = tmp_path / "s.yaml"
+    scn.write_text(GOOD)
+    out = tmp_path / "run"
+    assert invoke("run", str(scn), "--out", str(out), "--no-progress").exit_code == 0  # type: ignore[attr-defined]
+    assert (out / ".mmsim-run").is_file()
+    db = out / "mmsim.sqlite"
+    before = _digest(db)
+    os_mode = db.stat().st_mode
+    db.chmod(0o444)  # a reader needs no write access
+    try:
+        for args in (["report", str(out), "--format", "json"], ["export", str(out)]):
+            r = invoke(*args)
+            assert r.exit_code == 0, (args, r.stderr)  # type: ignore[attr-defined]
+    finally:
+        db.chmod(os_mode)
+    assert _digest(db) == before
+
+
+def test_an_empty_out_directory_is_used(tmp_path: Path) -> None:
+    scn = tmp_path / "s.yaml"
+    scn.write_text(GOOD)
+    out = tmp_path / "run"
+    out.mkdir()
+    assert invoke("run", str(scn), "--out", str(out), "--no-progress").exit_code == 0  # type: ignore[attr-defined]
+    assert (out / ".mmsim-run").is_file() and (out / "mmsim.sqlite").is_file()

@@ -42,6 +42,7 @@ from mmsim.runtime.servers import ServerError, ServerGroup, kill_all_now
 from mmsim.runtime.sink import EpisodeSink
 from mmsim.spec import LoadedScenario
 from mmsim.store import EpisodeIdSet, ResponseCache, RunStore, run_dir_lock
+from mmsim.store.sqlite import check_run_dir
 
 log = structlog.get_logger("mmsim.run")
 
@@ -151,9 +152,9 @@ class Kernel:
 
     async def run(self) -> RunResult:
         fresh = not self.run_dir.exists()
-        if not fresh and not self.run_dir.is_dir():
-            raise UserError("the run directory is a file, not a directory",
-                            where=str(self.run_dir))
+        # mmsim writes only into run directories it created (or an empty one): checked
+        # before anything is written, a foreign SQLite file or folder is refused
+        check_run_dir(self.run_dir)
         # One writer per run directory, taken before servers start or data loads: a
         # second `mmsim run` on the same --out stops here (exit 2), having touched nothing.
         with run_dir_lock(self.run_dir):

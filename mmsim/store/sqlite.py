@@ -194,6 +194,94 @@ def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
                       "rerun the same command to resume", where=str(path))
 
 
+#: written into every run directory mmsim creates (or adopts: an empty one, or one holding
+#: a store of an earlier mmsim); mmsim writes into no directory without it or such a store
+MARKER_NAME = ".mmsim-run"
+_MARKER_TEXT = ("This directory is an mmsim run directory: mmsim wrote it and writes into it "
+                "again (resume). Do not put other files here.\n")
+#: what mmsim itself puts in a run directory before its store exists
+_OWN_BEFORE_STORE = {LOCK_NAME, MARKER_NAME, "assets", "servers"}
+
+
+def inspect_store(path: Path) -> int:
+    """The schema version of the run store ``path``, read without writing anything; a
+    UserError when it is not an SQLite database or not mmsim's (a foreign SQLite file)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+    row: tuple[Any, ...] | None = None
+    try:
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    except sqlite3.OperationalError as exc:
+        if _environmental(exc):
+            raise store_error(exc, path) from None
+        raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+    finally:
+        conn.close()
+    if not tables:  # an empty SQLite file (mmsim's, killed as it was created)
+        return SCHEMA_VERSION
+    if not {"runs", "episodes", "messages", "meta"} <= tables or \
+            not {"run_id", "scenario_hash", "manifest"} <= cols or row is None or \
+            not str(row[0]).isdigit():
+        shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+        raise UserError(f"not an mmsim run store (an SQLite file with tables {shown}): "
+                        "mmsim does not write into files it did not create; use another "
+                        "--out", where=str(path))
+    return int(row[0])
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse (UserError, nothing written) a run directory mmsim did not create: one that
+    holds files but neither mmsim's marker nor an mmsim store, or whose ``mmsim.sqlite``
+    is not mmsim's. A missing or empty directory is fine."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise UserError("the run directory is a file, not a directory", where=str(run_dir))
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError as exc:
+        raise UserError(f"cannot read the run directory ({exc.strerror or exc})",
+                        where=str(run_dir)) from None
+    db = run_dir / DB_NAME
+    if DB_NAME in names:
+        if not db.is_file():
+            raise UserError(f"{DB_NAME} is not a file", where=str(db))
+        version = inspect_store(db)
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"this run was written by a newer mmsim (store schema {version}); "
+                f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
+                where=str(db))
+        return
+    if not names or set(names) <= {LOCK_NAME} or \
+            (MARKER_NAME in names and set(names) <= _OWN_BEFORE_STORE):
+        return
+    foreign = [n for n in names if n not in _OWN_BEFORE_STORE] or names
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    raise UserError(f"this directory holds files mmsim did not write ({shown}); mmsim "
+                    "writes only into a new or empty directory or one of its own runs: use "
+                    "another --out", where=str(run_dir))
+
+
+def _mark_run_dir(run_dir: Path) -> None:
+    marker = run_dir / MARKER_NAME
+    if not marker.exists():
+        try:
+            marker.write_text(_MARKER_TEXT, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write in the run directory ({exc.strerror or exc})",
+                            where=str(run_dir)) from None
+
+
 def _make_run_dir(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -264,12 +352,16 @@ def acquire_run_dir(run_dir: str | Path) -> Path:
         held.count += 1
         return key
     created = not run_dir.exists()
+    if not created:
+        check_run_dir(run_dir)
     _make_run_dir(run_dir)
     try:
         _HELD[key] = _Held(_flock_run_dir(run_dir), created)
+        _mark_run_dir(run_dir)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
+                (run_dir / MARKER_NAME).unlink(missing_ok=True)
                 run_dir.rmdir()
         raise
     return key
@@ -289,6 +381,8 @@ def release_run_dir(key: Path) -> None:
         held.file.close()  # releases the flock
     if held.created:  # a directory the lock created and nobody wrote into: removed
         with contextlib.suppress(OSError):
+            if os.listdir(key) == [MARKER_NAME]:
+                (key / MARKER_NAME).unlink()
             key.rmdir()
 
 
@@ -377,8 +471,11 @@ class RunStore:
         twice into one store. Readers (reports, exports) take no lock."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
-        if not create and not path.is_file():
-            raise UserError(f"no mmsim run here (missing {DB_NAME})", where=str(run_dir))
+        if not create:  # a reader: read-only, never a write into the directory's files
+            if not path.is_file():
+                raise UserError(f"no mmsim run here (missing {DB_NAME})", where=str(run_dir))
+            return cls(path, cls._connect_readonly(path))
+        check_run_dir(run_dir)
         _make_run_dir(run_dir)
         held = acquire_run_dir(run_dir) if (create if lock is None else lock) else None
         try:
@@ -410,6 +507,37 @@ class RunStore:
             if version is None:
                 conn.execute("INSERT INTO meta VALUES('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
+        except sqlite3.OperationalError as exc:
+            if _environmental(exc):
+                raise store_error(exc, path) from None
+            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+        return conn
+
+    @staticmethod
+    def _connect_readonly(path: Path) -> sqlite3.Connection:
+        """A read-only connection to an mmsim store (a foreign SQLite file refused); a
+        schema-1 store is migrated in a copy in memory, the file left as it is."""
+        version = inspect_store(path)
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"this run was written by a newer mmsim (store schema {version}); "
+                f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
+                where=str(path))
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                   check_same_thread=False, isolation_level=None,
+                                   timeout=BUSY_TIMEOUT_S)
+            if version == 1:
+                mem = sqlite3.connect(":memory:", check_same_thread=False,
+                                      isolation_level=None)
+                conn.backup(mem)
+                conn.close()
+                migrate_v1(mem)
+                mem.execute(EPISODES_INDEX)
+                conn = mem
+            conn.execute("PRAGMA query_only=1")
         except sqlite3.OperationalError as exc:
             if _environmental(exc):
                 raise store_error(exc, path) from None
