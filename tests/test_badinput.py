@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 import struct
@@ -237,6 +238,18 @@ def _limit_zero(d: Path) -> list[str]:
     return ["run", str(d / "s.yaml"), "--limit", "0"]
 
 
+def _json_special_case(cid: str, make: Callable[[Path], None], expects: list[str]) -> Case:
+    def setup(d: Path) -> list[str]:
+        make(d / "testmini.json")
+        return ["run", str(mv_scenario(d))]
+    return Case(cid, setup, expects)
+
+
+def _big_scenario(d: Path) -> list[str]:
+    (d / "s.yaml").write_text(GOOD + "# " + "x" * (4 << 20) + "\n")
+    return ["run", str(d / "s.yaml")]
+
+
 def _scenario_bytes_case(cid: str, data: bytes, expects: list[str]) -> Case:
     def setup(d: Path) -> list[str]:
         (d / "s.yaml").write_bytes(data)
@@ -287,6 +300,14 @@ CASES: list[Case] = [
     _image_case("image_not_an_image", lambda p: p.write_text("hello, I am text"),
                 ["unreadable image"]),
     _image_case("image_is_a_directory", _mkdir, ["not readable"]),
+    # ---- non-regular files: read until memory runs out, or wait forever, if not refused
+    _image_case("image_is_a_fifo", lambda p: os.mkfifo(p), ["not readable", "named pipe"]),
+    _image_case("image_is_dev_zero", lambda p: p.symlink_to("/dev/zero"),
+                ["not readable", "a device"]),
+    _json_special_case("json_is_a_fifo", lambda p: os.mkfifo(p), ["testmini.json"]),
+    _json_special_case("json_is_dev_zero", lambda p: p.symlink_to("/dev/zero"),
+                       ["testmini.json"]),
+    Case("scenario_over_4_mib", lambda d: _big_scenario(d), ["s.yaml", "limit of 4 MiB"]),
     _parquet_case("parquet_corrupt", lambda d: b"PAR1 this is not parquet PAR1",
                   ["testmini.parquet", "not a readable parquet file"]),
     _parquet_case("parquet_truncated", lambda d: _valid_parquet(d)[:-200],
@@ -317,6 +338,14 @@ CASES: list[Case] = [
                  name="plug.txt"),
     _plugin_case("plugin_import_error", "import no_such_module_here\n",
                  ["plug.py:1", "ModuleNotFoundError"]),
+    _plugin_case("plugin_sys_exit", "import sys\n\nsys.exit(0)\n",
+                 ["plug.py:3", "SystemExit: sys.exit(0)"]),
+    _plugin_case("plugin_sys_exit_code", "import sys\n\nsys.exit('bye')\n",
+                 ["plug.py:3", "SystemExit: sys.exit('bye')"]),
+    _plugin_case("plugin_keyboard_interrupt", "raise KeyboardInterrupt\n",
+                 ["plug.py:1", "KeyboardInterrupt"]),
+    _plugin_case("plugin_base_exception", "class Odd(BaseException):\n    pass\n\n\n"
+                 "raise Odd('odd')\n", ["plug.py:5", "Odd: odd"]),
     _plugin_case("policy_name_typo",
                  "from mmsim import policy\n\n\n@policy('badinput-typo')\n"
                  "async def mine(ctx):\n    return ctx.feedback('x', kind='binary')\n",
@@ -575,3 +604,22 @@ def test_an_empty_out_directory_is_used(tmp_path: Path) -> None:
     out.mkdir()
     assert invoke("run", str(scn), "--out", str(out), "--no-progress").exit_code == 0  # type: ignore[attr-defined]
     assert (out / ".mmsim-run").is_file() and (out / "mmsim.sqlite").is_file()
+
+
+def test_an_image_over_the_size_limit_is_refused(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files over their documented size (mmsim.data.safeio) are refused before they are
+    read; the limit is lowered here so that the test writes a small file."""
+    from mmsim.data import safeio
+
+    monkeypatch.setattr(safeio, "MAX_IMAGE_BYTES", 400)
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "img1.png").write_bytes(png_bytes())
+    (d / "img2.png").write_bytes(png_bytes((64, 64), True))
+    assert (d / "img1.png").stat().st_size < 400 < (d / "img2.png").stat().st_size
+    write_rows(d, [mv_row("1"), mv_row("2")], images=False)
+    check_error(invoke("run", str(mv_scenario(d)), "--out", str(tmp_path / "run"),
+                       "--no-progress"),
+                ["testmini.json, row 1 (id '2')", ": image:", "more than the limit of 400 "
+                 "bytes"], tmp_path / "run")

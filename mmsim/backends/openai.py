@@ -46,7 +46,7 @@ from mmsim.messages import ChatTurn, Image, Text, Usage, Video
 class OpenAIParams(BaseModel):
     """``params:`` of a ``backend: openai`` agent (see docs/backends.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     base_url: str = Field(min_length=1)
     model: str = Field(min_length=1)
     api_key_env: str | None = None
