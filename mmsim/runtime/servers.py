@@ -34,8 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+import aiohttp
 import anyio
-import httpx
 import structlog
 
 from mmsim.errors import UserError
@@ -237,7 +237,7 @@ class ServerGroup:
         """Wait for every server's health endpoint; raise :class:`ServerError` if one exits
         or times out (the caller's ``async with`` then stops them all)."""
         try:
-            async with httpx.AsyncClient(trust_env=False) as client, \
+            async with aiohttp.ClientSession(trust_env=False) as client, \
                     anyio.create_task_group() as tg:
                 for srv in self.servers.values():
                     if not srv.healthy:
@@ -252,7 +252,7 @@ class ServerGroup:
             raise
         return self.servers
 
-    async def _wait_one(self, client: httpx.AsyncClient, srv: RunningServer) -> None:
+    async def _wait_one(self, client: aiohttp.ClientSession, srv: RunningServer) -> None:
         spec = srv.spec
         url = srv.origin + spec.health_path
         t0 = time.monotonic()
@@ -264,13 +264,14 @@ class ServerGroup:
                     f"last lines of {srv.log_path}:\n{_tail(srv.log_path)}",
                     where=f"servers.{spec.name}")
             try:
-                r = await client.get(url, timeout=5.0)
-                if r.status_code == 200:
+                async with client.get(url, timeout=aiohttp.ClientTimeout(total=5.0)) as r:
+                    ok = r.status == 200
+                if ok:
                     srv.healthy = True
                     log.info("server.healthy", server=spec.name, url=srv.base_url,
                              startup_s=round(time.monotonic() - t0, 1))
                     return
-            except httpx.HTTPError:
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             if time.monotonic() - t0 > spec.startup_timeout_s:
                 raise ServerError(
