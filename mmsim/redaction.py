@@ -63,7 +63,7 @@ _PATTERN = re.compile("|".join(f"(?:{p})" for p, _, _ in _PATTERNS))
 #: environment variable names whose values are secrets
 SECRET_ENV_NAME = re.compile(
     r"(?:^|_)(?:API_?KEY|APIKEY|KEY|TOKEN|ACCESS_TOKEN|SECRET|SECRET_KEY|PASSWORD|PASSWD|"
-    r"CREDENTIALS?|AUTH|AUTHORIZATION|BEARER)(?:$|_)", re.IGNORECASE)
+    r"CREDENTIALS?|AUTHORIZATION|BEARER)(?:$|_)", re.IGNORECASE)
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -99,11 +99,11 @@ def register_env(names: Iterable[str]) -> None:
         register_secret(os.environ.get(str(name)))
 
 
-def register_secret_env() -> None:
+def register_secret_env(*, again: bool = False) -> None:
     """Every environment variable whose name looks like a credential is a secret (once
-    per process; cheap to call again)."""
+    per process, or ``again``: a scenario is loaded after the environment changed)."""
     global _env_scanned
-    if _env_scanned:
+    if _env_scanned and not again:
         return
     _env_scanned = True
     register_env(n for n in os.environ if SECRET_ENV_NAME.search(n))

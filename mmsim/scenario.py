@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from mmsim.data import safeio
 from mmsim.errors import ScenarioError, UserError
-from mmsim.redaction import register_env_params
+from mmsim.redaction import register_env_params, register_secret_env
 from mmsim.registry import did_you_mean
 from mmsim.runtime.protocol import PROTOCOLS
 from mmsim.spec import SECRET_PARAM, LoadedScenario, locate
@@ -295,6 +295,7 @@ def load_scenario(path: str | Path, *, overrides: list[str] | None = None,
         errors = exc.errors()  # a typo (unknown key) explains a missing field: report it first
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         raise explain(first, lines, str(p), applied, proto.scenario, data) from None
+    register_secret_env(again=True)
     register_env_params(data)  # the values of every `*_env` / `env_from` variable are
     # secrets from now on: redacted wherever text is stored or printed (mmsim.redaction)
     return LoadedScenario(scenario=scn, kind=kind, path=p.resolve(), limit=limit,

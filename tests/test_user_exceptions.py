@@ -144,3 +144,30 @@ def test_a_real_stop_still_stops(tmp_path: Path) -> None:
     status, counts = _status(tmp_path / "run")
     assert status == "interrupted"
     assert 30 <= sum(counts.values()) < 40 * 2 * 2
+
+
+def test_a_phase_short_of_its_plan_is_never_finished(tmp_path: Path) -> None:
+    """An executor that silently drops jobs (as a swallowed cancellation did): the kernel
+    compares the episodes that ended with the plan, marks the run ``failed`` and says how
+    many are missing; the rerun plays them."""
+    from mmsim.runtime import Kernel
+    from mmsim.runtime.executors import LocalExecutor
+    from mmsim.runtime.kernel import RunIncomplete
+    from mmsim.scenario import load_scenario
+
+    class Dropping(LocalExecutor):
+        async def play(self, phase, jobs, concurrency):  # type: ignore[no-untyped-def]
+            kept = [j for i, j in enumerate(jobs) if i % 3]
+            await super().play(phase, kept, concurrency)
+
+    scn = tmp_path / "s.yaml"
+    scn.write_text(GOOD)
+    out = tmp_path / "run"
+    kernel = Kernel(load_scenario(scn), out, executor=Dropping())
+    with pytest.raises(RunIncomplete, match=r"8 of 24 planned 'screening' episodes"):
+        anyio.run(kernel.run)
+    status, counts = _status(out)
+    assert status == "failed" and counts == {"screen.done": 16}
+    kernel = Kernel(load_scenario(scn), out)
+    result = anyio.run(kernel.run)
+    assert result.skipped == 16 and _status(out)[0] == "finished"

@@ -31,6 +31,7 @@ from mmsim._version import __version__
 from mmsim.actors import ActorSystem
 from mmsim.backends import Backend
 from mmsim.errors import MmsimError, StoreError, UserError
+from mmsim.registry import user_code_error
 from mmsim.runtime.agents import agent_params, agents_of, build_backends, spawn_actors
 from mmsim.runtime.executors import Executor, LocalExecutor, Phase, RemoteSetup
 from mmsim.runtime.loading import load_data
@@ -57,6 +58,13 @@ def _mmsim_error(exc: BaseException) -> MmsimError | None:
             if found is not None:
                 return found
     return None
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside nested groups of one (a task group's wrapping)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def run_manifest(proto: EvalProtocol[Any, Any], loaded: LoadedScenario,
@@ -212,6 +220,11 @@ class Kernel:
                     tg.cancel_scope.cancel()
             except BaseException as exc:
                 found = _mmsim_error(exc)
+                if found is None:  # a plugin protocol's own code (jobs, after_phase...)
+                    leaf = _leaf(exc)
+                    named = user_code_error(leaf, f"protocol {proto.name!r}")
+                    if isinstance(named, MmsimError):
+                        found = named
                 if store is not None and not isinstance(found, StoreError):
                     with contextlib.suppress(MmsimError):
                         store.finish_run(found.status if isinstance(found, RunRefused)

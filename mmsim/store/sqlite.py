@@ -232,9 +232,9 @@ def inspect_store(path: Path) -> int:
             not {"run_id", "scenario_hash", "manifest"} <= cols or row is None or \
             not str(row[0]).isdigit():
         shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
-        raise UserError(f"not an mmsim run store (an SQLite file with tables {shown}): "
-                        "mmsim does not write into files it did not create; use another "
-                        "--out", where=str(path))
+        raise UserError(f"not an mmsim run store (an SQLite file with tables {shown}); "
+                        "mmsim uses only run stores it created (for a run: choose another "
+                        "--out)", where=str(path))
     return int(row[0])
 
 
