@@ -40,17 +40,22 @@ def _fail(exc: UserError | StoreError) -> typer.Exit:
     return typer.Exit(3 if isinstance(exc, StoreError) else 2)
 
 
-def _writable(path: Path, flag: str = "-o") -> Path:
+def _writable(path: Path, flag: str = "-o", *, makes_folders: bool = False) -> Path:
     """``path`` if a file can be written there; else a UserError (exit 2, one line): a
-    directory, a missing or read-only folder, a read-only file. Checked before any work."""
+    directory, a missing folder (unless the command ``makes_folders``), a file where a
+    folder should be, a read-only folder or file. Checked before any work."""
     import os
 
     where = f"{flag} {path}"
     if path.is_dir():
         raise UserError("is a directory: give a file name", where=where)
-    parent = path.parent if str(path.parent) else Path(".")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the nearest folder that exists
     if not parent.is_dir():
-        raise UserError(f"the folder {parent} does not exist", where=where)
+        raise UserError(f"{parent} is a file, not a folder", where=where)
+    if parent != path.parent and not makes_folders:
+        raise UserError(f"the folder {path.parent} does not exist", where=where)
     if (path.exists() and not os.access(path, os.W_OK)) or \
             (not path.exists() and not os.access(parent, os.W_OK | os.X_OK)):
         raise UserError("cannot write here (permission denied)", where=where)
@@ -222,7 +227,7 @@ def report(
     try:
         _plugins(plugin)
         if output is not None or format == "html":
-            _writable(output or Path("report.html"))
+            _writable(output or Path("report.html"), makes_folders=format == "html")
         if format == "html":
             dest = output or Path("report.html")
             try:
@@ -336,7 +341,7 @@ def export(
             raise _fail(UserError("rollouts export as jsonl or parquet", where="--format"))
         dest_r = output or run_dir / f"rollouts.{format}"
         try:
-            n = export_rollouts(run_dir, _writable(dest_r), format)
+            n = export_rollouts(run_dir, _writable(dest_r, makes_folders=True), format)
         except UserError as exc:
             raise _fail(exc) from None
         except OSError as exc:
@@ -350,7 +355,7 @@ def export(
         dest = None
     try:
         if dest is not None:
-            _writable(dest)
+            _writable(dest, makes_folders=True)
         store = RunStore.open(run_dir, create=False)
         try:
             result = export_run(store, format, dest, messages=messages)

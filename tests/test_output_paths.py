@@ -38,12 +38,23 @@ def test_a_directory_target(run_dir: Path, tmp_path: Path, i: int) -> None:
     check_error(invoke(*args), [f"-o {tmp_path}", "is a directory"], None)
 
 
-@pytest.mark.parametrize("i", range(5))
+@pytest.mark.parametrize("i", [1, 4])
 def test_a_missing_folder(run_dir: Path, tmp_path: Path, i: int) -> None:
+    """``report --format json`` and ``fit`` write into an existing folder (``report
+    --format html`` and ``export`` make the folders they need)."""
     target = tmp_path / "no" / "such" / "out.file"
     check_error(invoke(*_commands(run_dir, target)[i]), [f"-o {target}", "does not exist"],
                 None)
     assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_a_file_where_a_folder_should_be(run_dir: Path, tmp_path: Path, i: int) -> None:
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path / "afile" / "sub" / "out.file"
+    check_error(invoke(*_commands(run_dir, target)[i]), [f"-o {target}", "afile is a file"],
+                None)
+    assert (tmp_path / "afile").read_text() == "x"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
