@@ -238,3 +238,36 @@ def test_scrub_patterns() -> None:
         assert scrub(got) == got  # idempotent
     for text in ("max_tokens: 12, --max-tokens 5", "desk-lamp sk-1", "a normal sentence"):
         assert scrub(text) == text
+
+
+def test_readers_redact_stores_written_before_redaction(tmp_path: Path) -> None:
+    """A store that already holds a key (written before the redaction pass existed) is
+    shown redacted by ``export`` and ``report``."""
+    import sqlite3
+
+    scn = tmp_path / "s.yaml"
+    scn.write_text(SMALL.replace("size: 40", "size: 6"))
+    out = tmp_path / "run"
+    assert _cli("run", str(scn), "--out", str(out), "--no-progress", cwd=tmp_path
+                ).returncode == 0
+    leaked = f"401 Incorrect API key provided: Bearer {OPENAI_KEY}"
+    c = sqlite3.connect(out / "mmsim.sqlite")
+    c.execute("UPDATE episodes SET status='failed', error=? WHERE episode_id IN "
+              "(SELECT episode_id FROM episodes LIMIT 3)", (leaked,))
+    c.execute("UPDATE messages SET payload=json_set(payload, '$.text', ?) WHERE kind="
+              "'response'", (leaked,))
+    c.commit()
+    c.close()
+    for args in (["export", str(out), "-o", str(tmp_path / "x.jsonl"), "--messages"],
+                 ["export", str(out), "--format", "csv", "-o", "-"],
+                 ["report", str(out), "--format", "json"],
+                 ["report", str(out), "--format", "html", "-o", str(tmp_path / "r.html")]):
+        r = _cli(*args, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr.decode()
+        _assert_clean(r.stdout + r.stderr, " ".join(args[:3]))
+    for f in ("x.jsonl", "x.messages.jsonl", "r.html"):
+        blob = (tmp_path / f).read_bytes()
+        _assert_clean(blob, f)
+    assert b"<redacted>" in (tmp_path / "x.messages.jsonl").read_bytes()
+    r = _cli("export", str(out), "-o", "-", cwd=tmp_path)
+    assert b"Bearer <redacted>" in r.stdout

@@ -29,7 +29,7 @@ from pydantic_core import to_json
 
 from mmsim._version import __version__
 from mmsim.errors import StoreError, UserError
-from mmsim.redaction import scrub, scrub_known, scrub_obj
+from mmsim.redaction import register_env_params, scrub, scrub_known, scrub_obj
 from mmsim.store.migrate import migrate_v1
 from mmsim.store.schema import EPISODE_COLUMNS as _EPISODE_COLUMNS
 from mmsim.store.schema import EPISODES_INDEX, EPISODES_TABLE, SCHEMA, SCHEMA_VERSION
@@ -538,6 +538,11 @@ class RunStore:
                 mem.execute(EPISODES_INDEX)
                 conn = mem
             conn.execute("PRAGMA query_only=1")
+            # the variables the run's agents named (`*_env`, `env_from`) hold secrets here
+            # too: what a store written before redaction holds of them is not shown
+            for (scenario,) in conn.execute("SELECT scenario FROM runs"):
+                with contextlib.suppress(ValueError):
+                    register_env_params(json.loads(scenario))
         except sqlite3.OperationalError as exc:
             if _environmental(exc):
                 raise store_error(exc, path) from None
