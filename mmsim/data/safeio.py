@@ -13,6 +13,7 @@ what                      limit       constant
 ========================  ==========  ======================================
 a scenario file           4 MiB       :data:`MAX_SCENARIO_BYTES`
 an image                  64 MiB      :data:`MAX_IMAGE_BYTES`
+a video                   4 GiB       :data:`MAX_VIDEO_BYTES`
 a data file (JSON, CSV)   1 GiB       :data:`MAX_DATA_BYTES`
 ========================  ==========  ======================================
 """
@@ -29,6 +30,7 @@ MiB = 1 << 20
 MAX_SCENARIO_BYTES = 4 * MiB
 MAX_IMAGE_BYTES = 64 * MiB
 MAX_DATA_BYTES = 1024 * MiB
+MAX_VIDEO_BYTES = 4096 * MiB
 
 
 def _kind(mode: int) -> str:
@@ -98,5 +100,5 @@ def check_regular(path: str | Path, max_bytes: int, *, what: str = "file",
                     f"{_size(max_bytes)}", where=where or str(p))
 
 
-__all__ = ["MAX_DATA_BYTES", "MAX_IMAGE_BYTES", "MAX_SCENARIO_BYTES", "check_regular",
-           "read_bytes", "read_text"]
+__all__ = ["MAX_DATA_BYTES", "MAX_IMAGE_BYTES", "MAX_SCENARIO_BYTES", "MAX_VIDEO_BYTES",
+           "check_regular", "read_bytes", "read_text"]
