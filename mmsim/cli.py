@@ -33,9 +33,38 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 def _fail(exc: UserError | StoreError) -> typer.Exit:
     """Exit 2 for bad input (UserError), 3 for a store that cannot be written (StoreError:
     locked, disk full; rerunning resumes) — one line on stderr, never a traceback."""
-    err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False,
+    from mmsim.redaction import scrub
+
+    err.print(f"[bold red]error:[/] {escape(scrub(exc.one_line()))}", highlight=False,
               soft_wrap=True)
     return typer.Exit(3 if isinstance(exc, StoreError) else 2)
+
+
+def _writable(path: Path, flag: str = "-o", *, makes_folders: bool = False) -> Path:
+    """``path`` if a file can be written there; else a UserError (exit 2, one line): a
+    directory, a missing folder (unless the command ``makes_folders``), a file where a
+    folder should be, a read-only folder or file. Checked before any work."""
+    import os
+
+    where = f"{flag} {path}"
+    if path.is_dir():
+        raise UserError("is a directory: give a file name", where=where)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the nearest folder that exists
+    if not parent.is_dir():
+        raise UserError(f"{parent} is a file, not a folder", where=where)
+    if parent != path.parent and not makes_folders:
+        raise UserError(f"the folder {path.parent} does not exist", where=where)
+    if (path.exists() and not os.access(path, os.W_OK)) or \
+            (not path.exists() and not os.access(parent, os.W_OK | os.X_OK)):
+        raise UserError("cannot write here (permission denied)", where=where)
+    return path
+
+
+def _write_failed(exc: OSError, path: Path | str, flag: str = "-o") -> typer.Exit:
+    return _fail(UserError(f"cannot write the output ({exc.strerror or exc})",
+                           where=f"{flag} {path}"))
 
 
 def _same_command() -> str:
@@ -197,9 +226,14 @@ def report(
         raise _fail(UserError("must be 'table', 'json' or 'html'", where="--format"))
     try:
         _plugins(plugin)
+        if output is not None or format == "html":
+            _writable(output or Path("report.html"), makes_folders=format == "html")
         if format == "html":
             dest = output or Path("report.html")
-            info = write_html(list(run_dirs), dest, max_episodes=max_episodes)
+            try:
+                info = write_html(list(run_dirs), dest, max_episodes=max_episodes)
+            except OSError as exc:
+                raise _write_failed(exc, dest) from None
             err.print(f"wrote {dest} ({info.bytes / 1e6:.1f} MB): {info.runs} run(s), "
                       f"{info.episodes_embedded} of {info.episodes_total} episodes embedded, "
                       f"{info.images} images", highlight=False, soft_wrap=True)
@@ -220,7 +254,10 @@ def report(
     if format == "json":
         text = json.dumps(results[0][1], indent=2, sort_keys=False) + "\n"
         if output is not None:
-            output.write_text(text, encoding="utf-8")
+            try:
+                output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise _write_failed(exc, output) from None
         else:
             sys.stdout.write(text)
     else:
@@ -304,9 +341,11 @@ def export(
             raise _fail(UserError("rollouts export as jsonl or parquet", where="--format"))
         dest_r = output or run_dir / f"rollouts.{format}"
         try:
-            n = export_rollouts(run_dir, dest_r, format)
+            n = export_rollouts(run_dir, _writable(dest_r, makes_folders=True), format)
         except UserError as exc:
             raise _fail(exc) from None
+        except OSError as exc:
+            raise _write_failed(exc, dest_r) from None
         err.print(f"rollouts: {n} rows -> {dest_r}", highlight=False, soft_wrap=True)
         return
     if format not in FORMATS:
@@ -315,6 +354,8 @@ def export(
     if dest is not None and str(dest) == "-":
         dest = None
     try:
+        if dest is not None:
+            _writable(dest, makes_folders=True)
         store = RunStore.open(run_dir, create=False)
         try:
             result = export_run(store, format, dest, messages=messages)
@@ -322,6 +363,8 @@ def export(
             store.close()
     except UserError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise _write_failed(exc, dest or "-") from None
     for what, r in result.items():
         err.print(f"{what}: {r['rows']} rows -> {r['path']}", highlight=False, soft_wrap=True)
 
@@ -456,11 +499,15 @@ def fit(
     if difficulty not in ("auto", "data", "fit"):
         raise _fail(UserError("must be auto, data or fit", where="--difficulty"))
     try:
+        _writable(output)
+        _writable(output.with_suffix(".fit.json"))
         _plugins(plugin)
         fit_twins(run_dir, output, difficulty=difficulty, check=check, predict=predict,
                   draws=draws, seed=seed, json_out=json_, console=out, err=err)
     except (UserError, StoreError) as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise _write_failed(exc, output) from None
 
 
 @app.command()

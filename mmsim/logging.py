@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
 
 import structlog
+
+from mmsim.redaction import looks_secret, scrub
 
 
 class _CurrentStderr:
@@ -25,6 +28,17 @@ class _CurrentStderr:
             stream.flush()
 
 
+def _scrub(logger: object, method: str, event: MutableMapping[str, Any]
+           ) -> MutableMapping[str, Any]:
+    """No secret in a log line (mmsim.redaction)."""
+    for k, v in event.items():
+        if isinstance(v, str):
+            event[k] = scrub(v)
+        elif v is not None and not isinstance(v, int | float | bool):
+            event[k] = scrub(str(v)) if looks_secret(str(v)) else v
+    return event
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     if json is None:
         json = not sys.stderr.isatty()
@@ -33,7 +47,8 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         else structlog.dev.ConsoleRenderer(colors=False))
     structlog.configure(
         processors=[structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso"), renderer],
+                    structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.format_exc_info, _scrub, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]

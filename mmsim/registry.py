@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
 import importlib.util
+import math
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Generic, TypeVar
+from types import FrameType
+from typing import Any, Generic, TypeVar
+
+import anyio
 
 from mmsim.errors import PluginError, UserError
 
@@ -93,7 +101,9 @@ def load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
-        except Exception as exc:  # a broken plugin is a user error, named
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin is a user error, named
             raise PluginError(f"entry point {ep.name!r} ({ep.value}) failed to load: "
                               f"{type(exc).__name__}: {exc}") from exc
 
@@ -112,8 +122,16 @@ def load_plugin_file(path: str | Path) -> None:
         raise PluginError("not a Python file", where=str(p))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    seen = _Seen()
     try:
-        spec.loader.exec_module(module)
+        with _sigint_seen(seen):
+            spec.loader.exec_module(module)
+    except KeyboardInterrupt as exc:
+        del sys.modules[name]
+        if seen:  # a real Ctrl-C while the plugin was importing: stop as a signal does
+            raise
+        raise PluginError("plugin raised KeyboardInterrupt while loading",
+                          where=code_location(exc, str(p))) from None
     except UserError as exc:
         del sys.modules[name]
         if exc.where is None:  # e.g. a name already registered: say where in the plugin
@@ -124,10 +142,108 @@ def load_plugin_file(path: str | Path) -> None:
         del sys.modules[name]
         where = f"{p}:{exc.lineno}" if exc.lineno else str(p)
         raise PluginError(f"plugin has a syntax error: {exc.msg}", where=where) from None
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit, GeneratorExit, ...: a plugin bug, named
         del sys.modules[name]
-        raise PluginError(f"plugin raised {type(exc).__name__}: {exc}",
-                          where=code_location(exc, str(p))) from exc
+        raise PluginError(f"plugin raised {describe_exception(exc)} while loading",
+                          where=code_location(exc, str(p))) from None
+
+
+class _Seen:
+    def __init__(self) -> None:
+        self.sigint = False
+
+    def __bool__(self) -> bool:
+        return self.sigint
+
+
+@contextlib.contextmanager
+def _sigint_seen(seen: _Seen) -> Iterator[None]:
+    """Tells a real SIGINT (Ctrl-C) from a ``KeyboardInterrupt`` a plugin raises itself:
+    while the block runs (main thread, default handler only) SIGINT is noted, then raised
+    as usual."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def note(signum: int, frame: FrameType | None) -> Any:
+        seen.sigint = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``Type: message`` (``SystemExit(3)`` as ``SystemExit: sys.exit(3)``)."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: sys.exit({exc.code!r})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def cancelled_for_real(exc: BaseException) -> bool:
+    """Whether ``exc`` is the cancellation of the code that caught it (its cancel scope was
+    cancelled: a stop, a signal, a sibling's error), not a ``CancelledError`` some user code
+    raised itself. Call it in the task that caught ``exc``."""
+    if not isinstance(exc, anyio.get_cancelled_exc_class()):
+        return False
+    try:
+        if anyio.current_effective_deadline() == -math.inf:
+            return True
+    except Exception:  # no async library running here
+        return False
+    try:
+        import asyncio
+
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+    except RuntimeError:
+        return False
+
+
+_MMSIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_LIB_DIRS = tuple({os.path.dirname(os.__file__) + os.sep,
+                   os.path.dirname(os.path.dirname(anyio.__file__)) + os.sep})
+
+
+def user_frame(exc: BaseException) -> tuple[str, int] | None:
+    """``(file, line)`` of the deepest frame of ``exc``'s traceback that is neither mmsim's
+    own code nor a library's (the plugin, policy, backend or data loader that raised)."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        f = tb.tb_frame.f_code.co_filename
+        if not f.startswith(_MMSIM_DIR) and not f.startswith(_LIB_DIRS) \
+                and not f.startswith("<"):
+            found = (f, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def user_code_error(exc: BaseException, what: str) -> BaseException:
+    """What an exception from user code becomes at mmsim's boundary (an episode, a data
+    loader): a real cancellation and mmsim's own errors unchanged; anything else (also
+    ``CancelledError``, ``KeyboardInterrupt``, ``SystemExit`` raised by the code) a
+    :class:`PluginError` naming the file and line of the user code and ``what`` was
+    running. An exception raised by no user code is returned as it is (a ``BaseException``
+    wrapped in a ``RuntimeError`` so that it is not mistaken for a cancellation)."""
+    from mmsim.errors import MmsimError
+
+    if cancelled_for_real(exc) or isinstance(exc, MmsimError):
+        return exc
+    at = user_frame(exc)
+    if at is None:
+        if isinstance(exc, Exception):
+            return exc
+        err = RuntimeError(f"{what}: {describe_exception(exc)} outside a cancelled scope")
+        err.__cause__ = exc
+        return err
+    return PluginError(f"{what}: user code raised {describe_exception(exc)}",
+                       where=f"{at[0]}:{at[1]}")
 
 
 def code_location(exc: BaseException, filename: str, default_line: int | None = None) -> str:

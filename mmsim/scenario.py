@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mmsim.data import safeio
 from mmsim.errors import ScenarioError, UserError
+from mmsim.redaction import register_env_params, register_secret_env
 from mmsim.registry import did_you_mean
 from mmsim.runtime.protocol import PROTOCOLS
 from mmsim.spec import SECRET_PARAM, LoadedScenario, locate
@@ -29,6 +31,45 @@ class _DuplicateKey(Exception):
     def __init__(self, key: str, line: int, parent: str):
         super().__init__(key)
         self.key, self.line, self.parent = key, line, parent
+
+
+#: how deep a scenario's YAML may nest (mappings and lists): scenarios are a few levels
+MAX_YAML_DEPTH = 64
+#: how many nodes a scenario's YAML may hold once its aliases (``*name``) are expanded: an
+#: alias "bomb" (a list of aliases of lists of aliases...) is refused before it is built
+MAX_YAML_NODES = 100_000
+
+
+def _check_bounds(text: str, where: str) -> None:
+    """Refuse YAML nested deeper than :data:`MAX_YAML_DEPTH` or whose aliases expand to
+    more than :data:`MAX_YAML_NODES` nodes, with the line: computed from the event stream
+    (no recursion, no expansion: an alias adds the size its anchor was recorded with)."""
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = [[None, 0]]  # [anchor, size] of each open collection
+    total = 0
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = ev.start_mark.line + 1 if ev.start_mark is not None else 1
+        if isinstance(ev, yaml.CollectionStartEvent):
+            if len(stack) > MAX_YAML_DEPTH:
+                raise ScenarioError(f"YAML nested more than {MAX_YAML_DEPTH} levels deep",
+                                    where=f"{where}:{line}")
+            stack.append([ev.anchor, 1])
+            continue
+        if isinstance(ev, yaml.CollectionEndEvent):
+            anchor, n = stack.pop()
+        elif isinstance(ev, yaml.ScalarEvent):
+            anchor, n = ev.anchor, 1
+        elif isinstance(ev, yaml.AliasEvent):
+            anchor, n = None, sizes.get(str(ev.anchor), 1)
+        else:
+            continue
+        if anchor is not None:
+            sizes[str(anchor)] = n
+        stack[-1][1] += n
+        total = stack[0][1]
+        if total > MAX_YAML_NODES or n > MAX_YAML_NODES:
+            raise ScenarioError(f"YAML aliases expand to more than {MAX_YAML_NODES:,} nodes "
+                                "(an alias bomb?)", where=f"{where}:{line}")
 
 
 def _line_map(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
@@ -50,6 +91,7 @@ def _line_map(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...],
 
 def _parse_yaml(text: str, where: str) -> tuple[Any, dict[tuple[str, ...], int]]:
     try:
+        _check_bounds(text, where)  # before anything is built from it
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -93,6 +135,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if not key.strip() or any(not p for p in parts):
         raise UserError("empty key", where=f"--set {shown}")
     try:
+        _check_bounds(raw, f"--set {shown}")
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)
@@ -125,7 +168,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 
 
 _NAMED = re.compile(r"^(?:duplicate \w+ name|agent|model|judge) '([^']*)'")
-_CREDENTIAL = re.compile(r"param '([^']+)' holds a credential")
+_CREDENTIAL = re.compile(r"param '([^']+)' (?:holds a credential|must|is a probability)")
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -172,11 +215,15 @@ def explain(err: Any, lines: dict[tuple[str, ...], int], where: str,
             data: Any = None) -> ScenarioError:
     """One pydantic error of a scenario whose schema is ``root``, as a ``file:line: field:
     message`` error, with a did-you-mean for unknown keys. A model-level check may name its
-    field with a message ``"@a.b rest"``; one about a named item (``duplicate model name
+    field with a message ``"@a.b rest"`` (``"@+b rest"``: ``b`` below the failing
+    field); one about a named item (``duplicate model name
     'x'``) points at that item."""
     loc = tuple(str(x) for x in err["loc"] if not str(x).startswith("function-"))
     msg = str(err["msg"]).removeprefix("Value error, ")
-    if msg.startswith("@"):
+    if msg.startswith("@+"):  # a field below the one that failed: "@+key rest"
+        path, _, msg = msg[2:].partition(" ")
+        loc = (*loc, *path.split("."))
+    elif msg.startswith("@"):
         path, _, msg = msg[1:].partition(" ")
         loc = tuple(path.split("."))
         msg = f"{loc[-1]} {msg}"
@@ -202,7 +249,8 @@ def read_scenario_data(path: str | Path, overrides: list[str] | None = None
     if not p.is_file():
         raise ScenarioError("scenario file not found", where=str(p))
     try:
-        raw = p.read_bytes()
+        raw = safeio.read_bytes(p, safeio.MAX_SCENARIO_BYTES, what="scenario file",
+                                error=ScenarioError)
     except OSError as exc:
         raise ScenarioError(f"cannot read the scenario file ({exc.strerror or exc})",
                             where=str(p)) from None
@@ -247,6 +295,9 @@ def load_scenario(path: str | Path, *, overrides: list[str] | None = None,
         errors = exc.errors()  # a typo (unknown key) explains a missing field: report it first
         first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         raise explain(first, lines, str(p), applied, proto.scenario, data) from None
+    register_secret_env(again=True)
+    register_env_params(data)  # the values of every `*_env` / `env_from` variable are
+    # secrets from now on: redacted wherever text is stored or printed (mmsim.redaction)
     return LoadedScenario(scenario=scn, kind=kind, path=p.resolve(), limit=limit,
                           source=str(p), lines=lines, overrides=applied)
 

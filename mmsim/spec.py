@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -19,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from mmsim.backends import BACKENDS
 from mmsim.data import DATASETS
 from mmsim.errors import UserError
+from mmsim.redaction import SECRET_ENV_NAME, looks_secret
 from mmsim.registry import Registry, did_you_mean
 
-STRICT = ConfigDict(extra="forbid")
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN/inf are never meant
 _STRICT = STRICT
 
 #: Param names that hold credentials (``api_key``, ``openai_api_key``, ``token``,
@@ -46,6 +48,35 @@ def _secret_params(params: Any, path: str = "") -> str | None:
     elif isinstance(params, list):
         for i, v in enumerate(params):
             found = _secret_params(v, f"{path}.{i}")
+            if found:
+                return found
+    return None
+
+
+def _bad_number(value: Any, path: str = "") -> str | None:
+    """``"path message"`` of the first number that cannot be meant: NaN or infinity
+    anywhere, a negative ``seed``, a ``*_rate``/``*prob*`` outside [0, 1]."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            name = f"{path}.{k}" if path else str(k)
+            key = str(k).lower()
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                if isinstance(v, float) and not math.isfinite(v):
+                    return f"{name} must be a finite number (got {v})"
+                if key == "seed" or key.endswith("_seed"):
+                    if v < 0:
+                        return f"{name} must be >= 0 (got {v})"
+                if (key.endswith(("_rate", "_prob", "_probability")) or key in
+                        ("prob", "probability", "p")) and not 0 <= v <= 1:
+                    return f"{name} is a probability: it must be in [0, 1] (got {v})"
+            found = _bad_number(v, name)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{path}.{i} must be a finite number (got {v})"
+            found = _bad_number(v, f"{path}.{i}")
             if found:
                 return found
     return None
@@ -100,6 +131,24 @@ class AgentSpec(BaseModel):
             raise ValueError("'human' options need kind: human (or a channel)")
         return self
 
+    @field_validator("name")
+    @classmethod
+    def _no_separator(cls, v: str) -> str:
+        if "/" in v or "\\" in v or any(ord(c) < 32 for c in v):
+            raise ValueError(f"agent name {v!r} holds '/', '\\' or a control character: "
+                             "episode ids join names with '/' (agents 'a/b' and 'a' could "
+                             "collide); use e.g. 'a_b'")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _finite_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = _bad_number(v)
+        if bad is not None:
+            name, _, why = bad.partition(" ")
+            raise ValueError(f"param {name!r} {why}")
+        return v
+
     @field_validator("params")
     @classmethod
     def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -139,15 +188,32 @@ class DatasetSpec(BaseModel):
                              f"known: {', '.join(names)}")
         return v
 
+    @model_validator(mode="after")
+    def _bounded(self) -> DatasetSpec:
+        bad = _bad_number(self.model_extra or {})
+        if bad is not None:
+            raise ValueError(f"@dataset.{bad}")
+        size = (self.model_extra or {}).get("size")
+        if isinstance(size, int) and not isinstance(size, bool) and size > MAX_DATASET_SIZE:
+            raise ValueError(f"@dataset.size must be at most {MAX_DATASET_SIZE:,} "
+                             f"(got {size:,})")
+        return self
+
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
+#: the most items a generated dataset may have (``dataset.size``), checked at validate
+MAX_DATASET_SIZE = 1_000_000
+#: the most bootstrap resamples a run's intervals may take (``run.bootstrap``)
+MAX_BOOTSTRAP = 100_000
+
+
 class RunSpec(BaseModel):
     model_config = _STRICT
-    concurrency: int = Field(512, ge=1)
-    bootstrap: int = Field(1000, ge=0)
+    concurrency: int = Field(512, ge=1, le=1_000_000)
+    bootstrap: int = Field(1000, ge=0, le=MAX_BOOTSTRAP)
 
 
 class ServerSpec(BaseModel):
@@ -165,6 +231,10 @@ class ServerSpec(BaseModel):
     host: str = "127.0.0.1"
     port: int | Literal["auto"] = "auto"
     env: dict[str, str | int | float] = Field(default_factory=dict)
+    #: the server's environment variables taken from mmsim's own environment by name
+    #: (``{VLLM_API_KEY: MY_VLLM_KEY}``): where a server's secrets come from; a secret
+    #: written literally in ``env`` or ``args`` is refused
+    env_from: dict[str, str] = Field(default_factory=dict)
     gpu: str | int | None = None  # CUDA_VISIBLE_DEVICES, e.g. 0 or "0,1"
     health_path: str = "/health"
     api_path: str = "/v1"
@@ -179,12 +249,44 @@ class ServerSpec(BaseModel):
             raise ValueError(f"'{self.command}' servers need a model")
         if isinstance(self.port, int) and not 0 < self.port < 65536:
             raise ValueError("port must be 1..65535 or auto")
+        for k, v in self.env.items():
+            if (SECRET_ENV_NAME.search(k) and str(v)) or looks_secret(str(v)):
+                raise ValueError(f"env.{k} holds a credential: a scenario must not; take it "
+                                 f"from mmsim's environment instead (env_from: {{{k}: "
+                                 "MY_VAR})")
+        words = [str(a) for a in (self.command if isinstance(self.command, list) else [])]
+        words += self.args
+        for i, a in enumerate(words):
+            flag = a.split("=", 1)[0]
+            secret_flag = flag.startswith("-") and SECRET_PARAM.search(flag.lstrip("-"))
+            if (secret_flag and ("=" in a or i + 1 < len(words))) or looks_secret(a):
+                raise ValueError(f"{'args' if i >= len(words) - len(self.args) else 'command'}"
+                                 f" holds a credential ({flag}...): a scenario must not; pass "
+                                 "it through the environment (env_from:; vllm reads "
+                                 "VLLM_API_KEY)")
         return self
 
 
 class ScenarioModel(BaseModel):
     """What a scenario of every kind has: its canonical form (what identifies a run) and
     that form's fingerprint."""
+
+    @model_validator(mode="after")
+    def _distinct_agent_names(self) -> ScenarioModel:
+        """Agents whose names differ only in case or punctuation (``GPT-4o``, ``gpt_4o``)
+        would share ids and file names: refused."""
+        seen: dict[str, str] = {}
+        for f in type(self).model_fields:
+            items = getattr(self, f, None)
+            for a in items if isinstance(items, list) else []:
+                if not isinstance(a, AgentSpec):
+                    continue
+                key = re.sub(r"[^0-9a-z]+", "-", a.name.casefold()).strip("-")
+                if key in seen and seen[key] != a.name:
+                    raise ValueError(f"agent {a.name!r} has the same name as {seen[key]!r} "
+                                     "once case and punctuation are ignored: rename one")
+                seen.setdefault(key, a.name)
+        return self
 
     def canonical(self) -> dict[str, Any]:
         out = self.model_dump(mode="json")

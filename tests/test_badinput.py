@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import sqlite3
 import struct
@@ -237,6 +238,18 @@ def _limit_zero(d: Path) -> list[str]:
     return ["run", str(d / "s.yaml"), "--limit", "0"]
 
 
+def _json_special_case(cid: str, make: Callable[[Path], None], expects: list[str]) -> Case:
+    def setup(d: Path) -> list[str]:
+        make(d / "testmini.json")
+        return ["run", str(mv_scenario(d))]
+    return Case(cid, setup, expects)
+
+
+def _big_scenario(d: Path) -> list[str]:
+    (d / "s.yaml").write_text(GOOD + "# " + "x" * (4 << 20) + "\n")
+    return ["run", str(d / "s.yaml")]
+
+
 def _scenario_bytes_case(cid: str, data: bytes, expects: list[str]) -> Case:
     def setup(d: Path) -> list[str]:
         (d / "s.yaml").write_bytes(data)
@@ -287,6 +300,14 @@ CASES: list[Case] = [
     _image_case("image_not_an_image", lambda p: p.write_text("hello, I am text"),
                 ["unreadable image"]),
     _image_case("image_is_a_directory", _mkdir, ["not readable"]),
+    # ---- non-regular files: read until memory runs out, or wait forever, if not refused
+    _image_case("image_is_a_fifo", lambda p: os.mkfifo(p), ["not readable", "named pipe"]),
+    _image_case("image_is_dev_zero", lambda p: p.symlink_to("/dev/zero"),
+                ["not readable", "a device"]),
+    _json_special_case("json_is_a_fifo", lambda p: os.mkfifo(p), ["testmini.json"]),
+    _json_special_case("json_is_dev_zero", lambda p: p.symlink_to("/dev/zero"),
+                       ["testmini.json"]),
+    Case("scenario_over_4_mib", lambda d: _big_scenario(d), ["s.yaml", "limit of 4 MiB"]),
     _parquet_case("parquet_corrupt", lambda d: b"PAR1 this is not parquet PAR1",
                   ["testmini.parquet", "not a readable parquet file"]),
     _parquet_case("parquet_truncated", lambda d: _valid_parquet(d)[:-200],
@@ -317,6 +338,14 @@ CASES: list[Case] = [
                  name="plug.txt"),
     _plugin_case("plugin_import_error", "import no_such_module_here\n",
                  ["plug.py:1", "ModuleNotFoundError"]),
+    _plugin_case("plugin_sys_exit", "import sys\n\nsys.exit(0)\n",
+                 ["plug.py:3", "SystemExit: sys.exit(0)"]),
+    _plugin_case("plugin_sys_exit_code", "import sys\n\nsys.exit('bye')\n",
+                 ["plug.py:3", "SystemExit: sys.exit('bye')"]),
+    _plugin_case("plugin_keyboard_interrupt", "raise KeyboardInterrupt\n",
+                 ["plug.py:1", "KeyboardInterrupt"]),
+    _plugin_case("plugin_base_exception", "class Odd(BaseException):\n    pass\n\n\n"
+                 "raise Odd('odd')\n", ["plug.py:5", "Odd: odd"]),
     _plugin_case("policy_name_typo",
                  "from mmsim import policy\n\n\n@policy('badinput-typo')\n"
                  "async def mine(ctx):\n    return ctx.feedback('x', kind='binary')\n",
@@ -496,3 +525,101 @@ def test_subprocess_stderr_is_one_line(tmp_path: Path, which: str) -> None:
 
 def test_corpus_size() -> None:
     assert len(SCENARIOS) + len(CASES) >= 50
+
+
+# ------------------------------------------------------- directories mmsim did not write
+
+
+def _foreign_sqlite(d: Path) -> Path:
+    db = d / "mmsim.sqlite"
+    c = sqlite3.connect(db)
+    c.execute("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT)")
+    c.execute("INSERT INTO customers VALUES(1, 'Ada')")
+    c.commit()
+    c.close()
+    return db
+
+
+def _listing(d: Path) -> list[tuple[str, str]]:
+    return sorted((str(p.relative_to(d)), _digest(p) if p.is_file() else "dir")
+                  for p in d.rglob("*"))
+
+
+@pytest.mark.parametrize("what", ["foreign-sqlite", "other-files", "sqlite-elsewhere"])
+def test_out_holding_what_mmsim_did_not_write_is_refused(tmp_path: Path, what: str) -> None:
+    """``--out`` on a folder with a foreign SQLite file (named like mmsim's store or not) or
+    any file mmsim did not write: exit 2 before anything is written (no lock, no marker, no
+    tables added); ``report``/``export``/``compare``/``fit`` refuse it the same way and do
+    not write into it."""
+    scn = tmp_path / "s.yaml"
+    scn.write_text(GOOD)
+    out = tmp_path / "run"
+    out.mkdir()
+    if what == "foreign-sqlite":
+        _foreign_sqlite(out)
+        expects = ["mmsim.sqlite", "not an mmsim run store", "customers"]
+    elif what == "other-files":
+        (out / "thesis.tex").write_text("\\documentclass{article}")
+        expects = [str(out), "files mmsim did not write (thesis.tex)"]
+    else:
+        c = sqlite3.connect(out / "data.db")
+        c.execute("CREATE TABLE t(x)")
+        c.commit()
+        c.close()
+        expects = [str(out), "files mmsim did not write (data.db)"]
+    before = _listing(out)
+    check_error(invoke("run", str(scn), "--out", str(out), "--no-progress"), expects, None)
+    assert _listing(out) == before
+    if what == "foreign-sqlite":
+        for args in (["report", str(out)], ["report", str(out), "--format", "json"],
+                     ["export", str(out)], ["compare", str(out), str(out)]):
+            check_error(invoke(*args), ["mmsim.sqlite", "not an mmsim run store"], None)
+            assert _listing(out) == before, args
+
+
+def test_readers_open_the_store_read_only(tmp_path: Path) -> None:
+    """``report`` and ``export`` on a finished run change no byte of its store."""
+    scn = tmp_path / "s.yaml"
+    scn.write_text(GOOD)
+    out = tmp_path / "run"
+    assert invoke("run", str(scn), "--out", str(out), "--no-progress").exit_code == 0  # type: ignore[attr-defined]
+    assert (out / ".mmsim-run").is_file()
+    db = out / "mmsim.sqlite"
+    before = _digest(db)
+    os_mode = db.stat().st_mode
+    db.chmod(0o444)  # a reader needs no write access
+    try:
+        for args in (["report", str(out), "--format", "json"], ["export", str(out)]):
+            r = invoke(*args)
+            assert r.exit_code == 0, (args, r.stderr)  # type: ignore[attr-defined]
+    finally:
+        db.chmod(os_mode)
+    assert _digest(db) == before
+
+
+def test_an_empty_out_directory_is_used(tmp_path: Path) -> None:
+    scn = tmp_path / "s.yaml"
+    scn.write_text(GOOD)
+    out = tmp_path / "run"
+    out.mkdir()
+    assert invoke("run", str(scn), "--out", str(out), "--no-progress").exit_code == 0  # type: ignore[attr-defined]
+    assert (out / ".mmsim-run").is_file() and (out / "mmsim.sqlite").is_file()
+
+
+def test_an_image_over_the_size_limit_is_refused(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files over their documented size (mmsim.data.safeio) are refused before they are
+    read; the limit is lowered here so that the test writes a small file."""
+    from mmsim.data import safeio
+
+    monkeypatch.setattr(safeio, "MAX_IMAGE_BYTES", 400)
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "img1.png").write_bytes(png_bytes())
+    (d / "img2.png").write_bytes(png_bytes((64, 64), True))
+    assert (d / "img1.png").stat().st_size < 400 < (d / "img2.png").stat().st_size
+    write_rows(d, [mv_row("1"), mv_row("2")], images=False)
+    check_error(invoke("run", str(mv_scenario(d)), "--out", str(tmp_path / "run"),
+                       "--no-progress"),
+                ["testmini.json, row 1 (id '2')", ": image:", "more than the limit of 400 "
+                 "bytes"], tmp_path / "run")

@@ -135,7 +135,7 @@ def test_web_token_queue_leases(tmp_path: Path) -> None:
                 raw = await anyio.connect_tcp("127.0.0.1", ch.port)
                 async with raw:
                     await raw.send(b"GARBAGE\r\n\r\n")
-                    assert (await raw.receive()).startswith(b"HTTP/1.1 400")
+                    assert (await raw.receive()).split(b"\r\n")[0].endswith(b" 400 Bad Request")
                 page = await c.get(f"/?token={ch.token}")
                 assert page.status_code == 200 and "mmsim" in page.text
                 assert "HttpOnly" in page.headers["set-cookie"]
@@ -151,9 +151,10 @@ def test_web_token_queue_leases(tmp_path: Path) -> None:
                 assert (await c.get("/api/next", headers=who("carol"))).status_code == 204
                 again = (await c.get("/api/next", headers=who("alice"))).json()
                 assert again["lease"] == a["lease"]  # the same item while the lease lasts
-                img = await c.get(a["images"][0], headers=tok)
+                img = await c.get(a["images"][0], headers=who("alice"))
                 assert img.status_code == 200 and img.content[:4] == b"\x89PNG"
-                assert (await c.get("/api/image/nope/0", headers=tok)).status_code == 404
+                assert (await c.get("/api/image/nope/0", headers=who("alice"))
+                        ).status_code == 404
                 assert {x["mode"] for x in (a, b, d)} == {"feedback", "annotate"}
                 # leases expire: the items go back to the queue
                 await anyio.sleep(0.6)
@@ -199,6 +200,86 @@ def test_web_token_queue_leases(tmp_path: Path) -> None:
     assert persons <= {"carol", "erin"} and "carol" in persons
     assert all(r.source == "human" for r in replies.values())
     assert {r.verdict for k, r in replies.items() if k != "s2"} <= {"feedback", "incorrect"}
+
+
+def test_web_leases_belong_to_their_holder(tmp_path: Path) -> None:
+    """Every lease operation checks that the person acting holds the lease: another
+    person cannot release, answer or heartbeat it, nor fetch its images; an operation
+    that names no person is refused; item JSON shows no server path; the server's limits
+    are aiohttp's, configured (a 20 KB header is refused); a page that went away (no
+    heartbeat) frees its item, and its late answer is not recorded."""
+    samples = [_sample(tmp_path, i) for i in range(2)]
+    replies: dict[str, HumanReply] = {}
+
+    async def main() -> None:
+        ch = WebChannel("person", HumanOptions(lease_s=60))
+        ch.queue.heartbeat_s = 1.0
+        async with anyio.create_task_group() as tg:
+            await tg.start(lambda task_status: ch.run(task_status=task_status))
+
+            async def ask(item: HumanItem) -> None:
+                replies[item.sample.id] = await ch.ask(item)
+
+            for s in samples:
+                tg.start_soon(ask, _item(s))
+            await anyio.sleep(0.05)
+            tok = {"X-Mmsim-Token": ch.token}
+
+            def who(p: str) -> dict[str, str]:
+                return {**tok, "Cookie": f"mmsim_person={p}"}
+
+            async with httpx.AsyncClient(base_url=ch.base_url, timeout=5) as c:
+                r = await c.get("/api/next", headers=who("alice"))
+                a = r.json()
+                assert str(tmp_path) not in r.text and "image_paths" not in a
+                assert a["images"] == [f"/api/image/{a['lease']}/0"]
+                # someone else: no images, no release, no answer, no heartbeat
+                assert (await c.get(a["images"][0], headers=who("mallory"))
+                        ).status_code == 404
+                assert (await c.get(a["images"][0], headers=tok)).status_code == 404
+                for path, body in (("/api/release", {"lease": a["lease"]}),
+                                   ("/api/heartbeat", {"lease": a["lease"]}),
+                                   ("/api/submit", {"lease": a["lease"],
+                                                    "verdict": "incorrect"})):
+                    assert (await c.post(path, headers=who("mallory"), json=body)
+                            ).status_code == 403, path
+                    assert (await c.post(path, headers=tok, json=body)
+                            ).status_code == 400, path  # no person named
+                # a header over the limit: refused by aiohttp's parser, server still up
+                big = await c.get("/api/status", headers={**tok, "X-Big": "x" * 20_000})
+                assert big.status_code in (400, 431)
+                assert (await c.get("/api/status", headers=tok)).status_code == 200
+                page = await c.get("/", headers=tok)
+                assert "default-src 'none'" in page.headers["content-security-policy"]
+                assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+                # heartbeats keep alice's lease past heartbeat_s ...
+                assert (await c.post("/api/heartbeat", headers=who("alice"),
+                                     json={"lease": a["lease"]})).status_code == 200
+                for _ in range(4):
+                    await anyio.sleep(0.35)
+                    hb = await c.post("/api/heartbeat", headers=who("alice"),
+                                      json={"lease": a["lease"]})
+                    assert hb.status_code == 200
+                # ... and a page that went away frees it within heartbeat_s
+                await anyio.sleep(1.3)
+                b = (await c.get("/api/next", headers=who("bob"))).json()
+                b2 = (await c.get("/api/next", headers=who("bob2"))).json()
+                assert a["key"] in {b["key"], b2["key"]}
+                late = await c.post("/api/submit", headers=who("alice"),
+                                    json={"lease": a["lease"], "verdict": "incorrect"})
+                assert late.status_code == 409  # not recorded twice
+                back = (await c.get("/api/next", headers=who("alice")))
+                assert back.status_code == 204  # nothing left: both items are leased
+                for it, p in ((b, "bob"), (b2, "bob2")):
+                    ok = await c.post("/api/submit", headers=who(p),
+                                      json={"lease": it["lease"], "verdict": "incorrect"})
+                    assert ok.status_code == 200
+            await anyio.sleep(0.05)
+            await ch.stop()
+
+    anyio.run(main)
+    assert {r.person for r in replies.values()} == {"bob", "bob2"}
+    assert len(replies) == 2
 
 
 def test_web_full_run_two_people(tmp_path: Path) -> None:

@@ -378,3 +378,26 @@ def test_tokens_section_shows_cost_when_priced(tmp_path: Path) -> None:
     tokens = html.split('data-section="interfeedback.tokens"', 1)[1].split("</section>", 1)[0]
     assert "answers after feedback" in tokens and "feedback given" in tokens
     assert "USD" in tokens and "<th>cost</th>" in tokens
+
+
+def test_the_report_has_a_content_security_policy(tmp_path: Path) -> None:
+    """The page allows only its own style and script (by hash) and embedded images."""
+    import base64
+
+    from conftest import play
+
+    scn = tmp_path / "s.yaml"
+    scn.write_text(SMALL.replace("size: 40", "size: 6"))
+    out = tmp_path / "run"
+    play(scn, out)
+    html, _ = build_html([out])
+    m = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html)
+    assert m is not None
+    csp = m.group(1)
+    assert "default-src 'none'" in csp and "img-src data:" in csp
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    styles = re.findall(r"<style>(.*?)</style>", html, re.S)
+    assert len(scripts) == 1 and len(styles) == 1
+    for text, kind in ((scripts[0], "script-src"), (styles[0], "style-src")):
+        digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+        assert f"{kind} 'sha256-{digest}'" in csp

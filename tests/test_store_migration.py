@@ -2,7 +2,8 @@
 
 The fixtures in tests/fixtures/store_v1/ are small runs written by the code of commit
 a1f0772 (schema 1), with the JSON reports that code printed for them: an InterFeedback, a
-dynamic and a classification run. Opened by this mmsim, each is migrated in place, reports
+dynamic and a classification run. Opened by a reader, each is migrated in memory (the file
+left as it is); resumed by `mmsim run`, in place. Each reports
 the same figures, maps each protocol's old use of the columns to the protocol-neutral ones,
 and resumes (nothing left to play)."""
 
@@ -44,13 +45,21 @@ def test_a_schema_1_run_reports_the_same_figures_and_resumes(name: str,
     got.pop("manifest", None)
     want = json.loads((FIXTURES / f"{name}.report.json").read_text())
     assert got == want
+    # a reader opens the store read-only: migrated in memory, the file left as it was
     db = sqlite3.connect(run_dir / "mmsim.sqlite")
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
-    assert db.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == n_before
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
     db.close()
     r = run_cli("run", str(scn), "--out", str(run_dir), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert f"0 episodes played, {n_before} already done" in r.stderr
+    db = sqlite3.connect(run_dir / "mmsim.sqlite")  # the writer migrated it in place
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    assert db.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == n_before
+    db.close()
+    r = run_cli("report", str(run_dir), "--format", "json")
+    got = json.loads(r.stdout)
+    got.pop("manifest", None)
+    assert got == want
 
 
 def test_columns_carry_one_meaning_after_migration(tmp_path: Path) -> None:

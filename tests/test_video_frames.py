@@ -334,3 +334,20 @@ def test_concurrent_calls_decode_once(mp4: Video, tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: cache.frames(mp4), range(16)))
     assert cache.decodes == 1 and all(r == results[0] for r in results)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_video_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    """A named pipe (a read that waits forever), a device (/dev/zero: endless) or a
+    directory is refused at once (mmsim.data.safeio)."""
+    import os
+
+    path = tmp_path / "v.mp4"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    with pytest.raises(DataError, match="not a regular file"):
+        probe(path)

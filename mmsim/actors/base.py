@@ -15,6 +15,8 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from mmsim.registry import cancelled_for_real
+
 Req = TypeVar("Req")
 Rep = TypeVar("Rep")
 
@@ -109,8 +111,10 @@ class Actor(Generic[Req, Rep]):
                 self._active += 1
                 try:
                     reply.value = await self.handle(msg)
-                except Exception as exc:  # delivered to the asker, which owns the decision
-                    reply.error = exc
+                except BaseException as exc:  # delivered to the asker, which decides
+                    if cancelled_for_real(exc):
+                        raise
+                    reply.error = exc  # (also a CancelledError the handler raised itself)
                 finally:
                     self._release()
                 reply.event.set()

@@ -29,7 +29,7 @@ from mmsim.messages import (
     Verdict,
 )
 from mmsim.policies.base import FeedbackContext, PolicyFn
-from mmsim.registry import code_location
+from mmsim.registry import cancelled_for_real, code_location, describe_exception
 from mmsim.tasks.answers import extract_answer
 
 
@@ -131,14 +131,16 @@ class FeedbackProviderActor(Actor[FeedbackRequest, Feedback]):
             return fb
         except (UserError, InfrastructureError):
             raise
-        except Exception as exc:  # a bug in a user's policy stops the run (exit 2), named
+        except BaseException as exc:  # a bug in a user's policy stops the run (exit 2), named
+            # (CancelledError, KeyboardInterrupt, SystemExit too, unless the episode's scope
+            # is really cancelled: never an episode dropped without a word)
             code = getattr(msg.policy, "__code__", None)
             module = getattr(msg.policy, "__module__", "") or ""
-            if code is None or module.startswith("mmsim."):  # mmsim's own: a bug, not input
-                raise
-            raise PluginError(f"policy {msg.policy_name!r} raised {type(exc).__name__}: {exc}",
+            if cancelled_for_real(exc) or code is None or module.startswith("mmsim."):
+                raise  # a real cancellation, or mmsim's own policy: a bug, not input
+            raise PluginError(f"policy {msg.policy_name!r} raised {describe_exception(exc)}",
                               where=code_location(exc, code.co_filename,
-                                                  code.co_firstlineno)) from exc
+                                                  code.co_firstlineno)) from None
 
     async def shutdown(self) -> None:
         await self.backend.aclose()

@@ -43,7 +43,7 @@ from mmsim.messages import ChatTurn, Image, Text, Usage, Video
 class HFParams(BaseModel):
     """Parameters of an ``hf`` agent."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     model: str = Field(min_length=1)
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

@@ -2,8 +2,8 @@
 ``transformers serve``, hosted OpenAI).
 
 * One shared HTTP client per endpoint (``base_url`` x ``max_connections``) with at most
-  ``max_connections`` requests in flight; aiohttp when it is installed
-  (``pip install 'mmsim[aiohttp]'``), httpx otherwise (``http_client`` picks).
+  ``max_connections`` requests in flight: aiohttp (a core dependency) by default; httpx
+  where ``http_client: httpx`` asks for it (``pip install 'mmsim[httpx]'``).
 * Request bodies are built deterministically: the same conversation prefix is the same
   bytes every turn, and an image is base64-encoded once (cached by its sha256), so server
   prefix caches hit.
@@ -32,7 +32,6 @@ from time import perf_counter
 from typing import Any, Literal, Protocol
 
 import anyio
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import SchemaValidator
 from pydantic_core import core_schema as cs
@@ -46,7 +45,7 @@ from mmsim.messages import ChatTurn, Image, Text, Usage, Video
 class OpenAIParams(BaseModel):
     """``params:`` of a ``backend: openai`` agent (see docs/backends.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     base_url: str = Field(min_length=1)
     model: str = Field(min_length=1)
     api_key_env: str | None = None
@@ -207,12 +206,16 @@ class HttpClient(Protocol):
 
 class _Httpx:
     def __init__(self, limit: int, timeout_s: float):
+        import httpx  # only where a scenario asks for it (http_client: httpx)
+
+        self.httpx = httpx
         self.client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
             timeout=httpx.Timeout(timeout_s, pool=None))
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]
                    ) -> tuple[int, str, str | None, bytes]:
+        httpx = self.httpx
         try:
             r = await self.client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -256,6 +259,10 @@ class _Aiohttp:
 
 def aiohttp_available() -> bool:
     return importlib.util.find_spec("aiohttp") is not None
+
+
+def httpx_available() -> bool:
+    return importlib.util.find_spec("httpx") is not None
 
 
 class Endpoint:
@@ -409,11 +416,11 @@ class OpenAIBackend(Backend):
         super().__init__(name, params)
         self.p: OpenAIParams = self.check_params(name, params)
         self._key = read_api_key(name, self.p.api_key_env)
-        if self.p.http_client == "aiohttp" and not aiohttp_available():
-            raise UserError("http_client: aiohttp needs aiohttp: pip install 'mmsim[aiohttp]'",
+        if self.p.http_client == "httpx" and not httpx_available():
+            raise UserError("http_client: httpx needs httpx: pip install 'mmsim[httpx]'",
                             field=f"{name}.params.http_client")
-        self.client_kind = ("aiohttp" if self.p.http_client == "aiohttp" or (
-            self.p.http_client == "auto" and aiohttp_available()) else "httpx")
+        # aiohttp is a core dependency: the default; httpx only where it is asked for
+        self.client_kind = "httpx" if self.p.http_client == "httpx" else "aiohttp"
         self.url = f"{self.p.base_url}/chat/completions"
         self.retry = RetryPolicy(self.p.max_retries, self.p.backoff_base_s, self.p.backoff_max_s,
                                  self.p.retry_after_max_s)

@@ -44,7 +44,7 @@ DEFAULT_UPTAKE = {"binary": 0.25, "detailed": 0.40, "reveal": 0.92, "none": 0.05
 class SimParams(BaseModel):
     """Parameters of a simulated agent (``params:`` of a ``backend: sim`` agent)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     skill: float = 0.0
     discrimination: float = Field(1.0, gt=0)
     memorized: float = Field(0.0, ge=0, le=1)

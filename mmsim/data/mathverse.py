@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from mmsim.data import dataset
+from mmsim.data import dataset, safeio
 from mmsim.data.files import write_once
 from mmsim.data.sample import Sample
 from mmsim.errors import DataError
@@ -96,6 +96,10 @@ def read_parquet(path: Path) -> Any:
         raise DataError("reading parquet needs pyarrow: pip install 'mmsim[parquet]'",
                         where=str(path)) from None
     try:
+        safeio.check_regular(path, safeio.MAX_DATA_BYTES, what="data file")
+    except OSError:
+        pass  # pyarrow words a missing file
+    try:
         return pq.read_table(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError/... for bad files
         raise DataError(f"not a readable parquet file ({type(exc).__name__}: {exc})",
@@ -128,8 +132,11 @@ def image_from_bytes(data: bytes, folder: Path, *, where: str, field: str) -> Im
 
 def image_from_file(path: Path, *, where: str, field: str) -> Image:
     """Reference an image file in place, after checking it exists and PIL can read it."""
-    try:
-        data = path.read_bytes()
+    try:  # a device, a pipe or a file over the limit is refused (mmsim.data.safeio)
+        data = safeio.read_bytes(path, safeio.MAX_IMAGE_BYTES, what=f"image file {path}",
+                                 where=where)
+    except DataError as exc:
+        raise DataError(exc.message, where=where, field=field) from None
     except OSError as exc:
         raise DataError(f"image file not readable: {path} ({exc.strerror or exc})",
                         where=where, field=field) from exc
@@ -262,7 +269,7 @@ def _read_rows(path: Path) -> tuple[list[dict[str, Any]], Any]:
     pyarrow ChunkedArray, read per kept row) or None (JSON: ``image`` stays in the row)."""
     if path.suffix.lower() == ".json":
         try:
-            raw = path.read_bytes()
+            raw = safeio.read_bytes(path, safeio.MAX_DATA_BYTES, what="data file")
             rows = json.loads(raw.decode("utf-8"))
         except OSError as exc:
             raise DataError(f"not a readable JSON file ({exc})", where=str(path)) from exc

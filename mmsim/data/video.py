@@ -31,6 +31,7 @@ from PIL import Image as PILImage
 from PIL import ImageSequence
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mmsim.data import safeio
 from mmsim.data.files import png_bytes, write_once
 from mmsim.errors import DataError, MmsimError, UserError
 from mmsim.messages import Image, Video
@@ -190,7 +191,8 @@ def _pillow_kind(head: bytes) -> str | None:
 
 def _check_file(path: Path) -> str | None:
     """Raise DataError for a missing or empty file; the Pillow kind of the file, if any."""
-    try:
+    try:  # no device, pipe or oversized file (mmsim.data.safeio)
+        safeio.check_regular(path, safeio.MAX_VIDEO_BYTES, what="video file")
         with path.open("rb") as fh:
             head = fh.read(16)
     except FileNotFoundError:

@@ -5,23 +5,32 @@ an SSH tunnel to binding a public address). Every run draws a fresh random token
 printed at start (and written to ``human.url_file``) carries it as ``?token=``, the page
 then keeps it in an ``HttpOnly; SameSite=Strict`` cookie and removes it from the address
 bar. Any request without the token (query, cookie or ``X-Mmsim-Token`` header) gets 403.
-Only the images of items currently leased can be fetched; no file path comes from a
-request. Responses carry ``no-store``, ``no-referrer``, ``DENY`` framing and a content
-security policy; bodies are limited to 64 KiB and each connection to 30 s.
+Every lease operation (submit, release, heartbeat, an item's images) is accepted only from
+the person who holds the lease; a request that names no person gets 400. No file path is
+shown (item JSON has image URLs, not paths) or taken from a request. Responses carry
+``no-store``, ``no-referrer``, ``DENY`` framing and a content security policy.
+
+HTTP is aiohttp's (``aiohttp.web``, a core dependency): parsing, keep-alive and limits are
+a well-kept library's, configured here: request line and each header at most 8 KiB
+(:data:`MAX_LINE`), at most 64 headers, bodies at most 64 KiB (:data:`MAX_BODY`), idle
+keep-alive connections closed after 15 s. This module keeps only the channel's logic.
 
 Queue: each request for feedback becomes a pending item. ``GET /api/next`` leases the
 oldest unleased item to the asking person for ``human.lease_s`` seconds (the same item
 again while that person's lease lasts); ``POST /api/submit`` answers it, ``POST
-/api/release`` gives it back. An expired lease returns the item to the queue, and a late
-submission on it gets 409. The person's name is typed once and kept in a cookie
-(``mmsim_person``); every answer records it.
+/api/release`` gives it back. The page sends ``POST /api/heartbeat`` every 15 s while it
+shows an item: a lease with no heartbeat (nor other request) for :data:`HEARTBEAT_S`
+seconds (a closed tab, a dead laptop) is freed, so the item goes to someone else within
+about a minute; the person, returning, gets a fresh item. An expired or freed lease
+returns the item to the queue, and a late submission on it gets 409, so nothing is
+recorded twice. The person's name is typed once and kept in a cookie (``mmsim_person``);
+every answer records it.
 
-The server runs in the event loop of the run (anyio streams; no thread, no dependency).
+The server runs in the event loop of the run (no thread).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import secrets
@@ -31,13 +40,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import anyio
 import structlog
-from anyio.abc import SocketListener, SocketStream, TaskStatus
-from anyio.streams.buffered import BufferedByteReceiveStream
+from aiohttp import web
+from anyio.abc import TaskStatus
 
+from mmsim.data import safeio
 from mmsim.errors import UserError
 from mmsim.human.base import (
     ANNOTATE_VERDICTS,
@@ -53,13 +63,16 @@ from mmsim.tasks.answers import extract_answer
 
 log = structlog.get_logger("mmsim.human.web")
 
-MAX_HEAD = 16 * 1024
+MAX_LINE = 8 * 1024  # the request line, and each header line
+MAX_HEADERS = 64
 MAX_BODY = 64 * 1024
 MAX_TEXT = 5000
-CONNECTION_TIMEOUT_S = 30.0
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-            413: "Payload Too Large"}
+KEEPALIVE_S = 15.0
+#: a lease with no request from its holder for this long is freed (the page went away)
+HEARTBEAT_S = 60.0
+_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}
+_API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 @dataclass(slots=True, eq=False)
@@ -76,13 +89,15 @@ class _Lease:
     pending: _Pending
     person: str
     expires: float
+    seen: float = 0.0  # the holder's last request (heartbeat)
 
 
 class WorkQueue:
     """Pending items and leases (single event loop: no locks needed)."""
 
-    def __init__(self, lease_s: float):
+    def __init__(self, lease_s: float, heartbeat_s: float = HEARTBEAT_S):
         self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
         self.pending: dict[str, _Pending] = {}  # insertion order = queue order
         self.leases: dict[str, _Lease] = {}
         self.answered = 0
@@ -91,36 +106,41 @@ class WorkQueue:
     def sweep(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         for lid, lease in list(self.leases.items()):
-            if lease.expires <= now:
+            if lease.expires <= now or now - lease.seen > self.heartbeat_s:
                 del self.leases[lid]
                 lease.pending.lease = None
                 self.expired += 1
 
     def next_for(self, person: str) -> _Lease | None:
         self.sweep()
+        now = time.monotonic()
         for lease in self.leases.values():
             if lease.person == person:
+                lease.seen = now
                 return lease
         for p in self.pending.values():
             if p.lease is None:
-                lid = secrets.token_urlsafe(9)
-                lease = _Lease(lid, p, person, time.monotonic() + self.lease_s)
+                lid = secrets.token_urlsafe(12)
+                lease = _Lease(lid, p, person, now + self.lease_s, now)
                 p.lease = lid
                 self.leases[lid] = lease
                 return lease
         return None
 
-    def take(self, lease_id: str) -> _Lease | None:
-        """The live lease ``lease_id`` (None when it expired or never existed)."""
+    def held(self, lease_id: str, person: str) -> _Lease | None:
+        """The live lease ``lease_id`` if ``person`` holds it (None when it expired, never
+        existed or is someone else's); a request from its holder counts as a heartbeat."""
         self.sweep()
-        return self.leases.get(lease_id)
+        lease = self.leases.get(lease_id)
+        if lease is None or not person or not hmac.compare_digest(
+                lease.person.encode(), person.encode()):
+            return None
+        lease.seen = time.monotonic()
+        return lease
 
-    def release(self, lease_id: str) -> bool:
-        lease = self.leases.pop(lease_id, None)
-        if lease is None:
-            return False
-        lease.pending.lease = None
-        return True
+    def release(self, lease: _Lease) -> None:
+        if self.leases.pop(lease.lease_id, None) is not None:
+            lease.pending.lease = None
 
     def resolve(self, lease: _Lease, reply: HumanReply) -> None:
         self.leases.pop(lease.lease_id, None)
@@ -134,6 +154,11 @@ class WorkQueue:
         self.pending.pop(p.item.key, None)
         if p.lease is not None:
             self.leases.pop(p.lease, None)
+
+
+def _json(status: int, payload: Any) -> web.Response:
+    return web.json_response(payload, status=status,
+                             headers={**_HEADERS, "Content-Security-Policy": _API_CSP})
 
 
 class WebChannel(HumanChannel):
@@ -159,6 +184,7 @@ class WebChannel(HumanChannel):
         self.url = f"{self.base_url}/?token={self.token}"
         self._scope: anyio.CancelScope | None = None
         self._closed = False
+        self._served = False
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "human", "channel": "web", "source": self.source,
@@ -179,20 +205,42 @@ class WebChannel(HumanChannel):
         assert p.reply is not None
         return p.reply
 
+    def app(self) -> web.Application:
+        """The aiohttp application (routes, the token check, limits)."""
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        app.router.add_get("/", self._page)
+        app.router.add_get("/api/status", self._status)
+        app.router.add_route("*", "/api/next", self._next)
+        app.router.add_get("/api/image/{lease}/{index:[0-9]+}", self._image)
+        app.router.add_route("*", "/api/submit", self._submit)
+        app.router.add_route("*", "/api/release", self._release)
+        app.router.add_route("*", "/api/heartbeat", self._heartbeat)
+        return app
+
     async def run(self, *, task_status: TaskStatus[None]) -> None:
         if self._closed:
             task_status.started()
             return
-        listener = await SocketListener.from_socket(self._sock)
-        if self.options.url_file:
-            Path(self.options.url_file).write_text(self.url + "\n", encoding="utf-8")
-        sys.stderr.write(f"mmsim: feedback page for {self.name}: {self.url}\n")
-        sys.stderr.flush()
-        with anyio.CancelScope() as scope:
-            self._scope = scope
-            task_status.started()
-            async with listener:
-                await listener.serve(self._connection)
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+                               max_line_size=MAX_LINE, max_field_size=MAX_LINE,
+                               max_headers=MAX_HEADERS, keepalive_timeout=KEEPALIVE_S,
+                               shutdown_timeout=1.0)
+        await runner.setup()
+        self._served = True
+        try:
+            await web.SockSite(runner, self._sock).start()
+            if self.options.url_file:
+                Path(self.options.url_file).write_text(self.url + "\n", encoding="utf-8")
+            sys.stderr.write(f"mmsim: feedback page for {self.name}: {self.url}\n")
+            sys.stderr.flush()
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+            self._sock.close()
 
     async def stop(self) -> None:
         self._closed = True
@@ -201,120 +249,67 @@ class WebChannel(HumanChannel):
 
     async def aclose(self) -> None:
         await self.stop()
-        if self._scope is None:  # never served: the socket is still ours
+        if not self._served:  # never served: the socket is still ours
             self._sock.close()
 
     # -- HTTP ------------------------------------------------------------------------------
-    async def _connection(self, stream: SocketStream) -> None:
-        async with stream:
-            with anyio.move_on_after(CONNECTION_TIMEOUT_S):
-                try:
-                    await self._serve_one(stream)
-                except (anyio.IncompleteRead, anyio.DelimiterNotFound, anyio.EndOfStream,
-                        anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return
-                except Exception as exc:  # a bad request must never stop the run
-                    log.warning("web.bad_request", provider=self.name, error=repr(exc))
-                    with contextlib.suppress(Exception):
-                        await self._send(stream, 400, {"error": "bad request"})
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The run's token on every request; a bad request never stops the run."""
+        given = request.query.get("token", "")
+        given = given or request.headers.get("X-Mmsim-Token", "") or \
+            request.cookies.get("mmsim_token", "")
+        if not (given and hmac.compare_digest(given.encode(), self.token.encode())):
+            return _json(403, {"error": "forbidden: this page needs the run's token (see the "
+                                        "URL mmsim printed)"})
+        try:
+            resp: web.StreamResponse = await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _json(413, {"error": "request body too large"})
+        except web.HTTPException as exc:
+            return _json(exc.status, {"error": exc.reason})
+        except Exception as exc:  # a bad request must never stop the run
+            log.warning("web.bad_request", provider=self.name, error=repr(exc))
+            return _json(400, {"error": "bad request"})
+        return resp
 
-    async def _serve_one(self, stream: SocketStream) -> None:
-        buf = BufferedByteReceiveStream(stream)
-        head = (await buf.receive_until(b"\r\n\r\n", MAX_HEAD)).decode("latin-1")
-        lines = head.split("\r\n")
-        method, target, _version = lines[0].split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            k, sep, v = line.partition(":")
-            if sep:
-                headers[k.strip().lower()] = v.strip()
-        n = int(headers.get("content-length", "0") or 0)
-        if n < 0 or n > MAX_BODY:
-            await self._send(stream, 413, {"error": "request body too large"})
-            return
-        body = await buf.receive_exactly(n) if n else b""
-        status, payload, extra = self._route(method.upper(), target, headers, body)
-        await self._send(stream, status, payload, extra)
+    @staticmethod
+    def _person(request: web.Request, data: dict[str, Any] | None = None) -> str:
+        return _person(request.query.get("person", "")
+                       or request.headers.get("X-Mmsim-Person", "")
+                       or unquote(request.cookies.get("mmsim_person", ""))
+                       or str((data or {}).get("person", "") or ""))
 
-    async def _send(self, stream: SocketStream, status: int, payload: Any,
-                    extra: dict[str, str] | None = None) -> None:
-        hdrs = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-                "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-                "Connection": "close", **(extra or {})}
-        if isinstance(payload, bytes):
-            body = payload
-        elif payload is None:
-            body = b""
-        else:
-            body = json.dumps(payload).encode()
-            hdrs.setdefault("Content-Type", "application/json")
-        hdrs["Content-Length"] = str(len(body))
-        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'OK')}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
-        await stream.send(head.encode("latin-1") + body)
+    async def _page(self, request: web.Request) -> web.Response:
+        nonce = secrets.token_urlsafe(12)
+        headers = {**_HEADERS, "Content-Security-Policy":
+                   f"default-src 'none'; img-src 'self'; style-src 'nonce-{nonce}'; "
+                   f"script-src 'nonce-{nonce}'; connect-src 'self'; form-action 'none'; "
+                   "frame-ancestors 'none'; base-uri 'none'"}
+        resp = web.Response(text=PAGE.replace("{{NONCE}}", nonce).replace(
+            "{{NAME}}", _html(self.name)), content_type="text/html", headers=headers)
+        if request.query.get("token"):  # (checked by the guard: the run's token)
+            resp.set_cookie("mmsim_token", self.token, httponly=True, samesite="Strict",
+                            path="/")
+        return resp
 
-    def _authorized(self, query: dict[str, list[str]], headers: dict[str, str],
-                    cookies: dict[str, str]) -> tuple[bool, bool]:
-        """(authorized, the token came in the query string)."""
-        given = query.get("token", [""])[0]
-        in_query = bool(given)
-        given = given or headers.get("x-mmsim-token", "") or cookies.get("mmsim_token", "")
-        ok = bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
-        return ok, in_query and ok
+    async def _status(self, request: web.Request) -> web.Response:
+        q = self.queue
+        q.sweep()
+        return _json(200, {"pending": len(q.pending), "leased": len(q.leases),
+                           "answered": q.answered, "closed": self._closed})
 
-    def _route(self, method: str, target: str, headers: dict[str, str], body: bytes
-               ) -> tuple[int, Any, dict[str, str] | None]:
-        url = urlsplit(target)
-        query = parse_qs(url.query)
-        cookies = _cookies(headers.get("cookie", ""))
-        ok, from_query = self._authorized(query, headers, cookies)
-        if not ok:
-            return 403, {"error": "forbidden: this page needs the run's token (see the URL "
-                                  "mmsim printed)"}, None
-        path = url.path
-        person = _person(query.get("person", [""])[0] or headers.get("x-mmsim-person", "")
-                         or unquote(cookies.get("mmsim_person", "")))
-        if path == "/" and method == "GET":
-            nonce = secrets.token_urlsafe(12)
-            extra = {"Content-Type": "text/html; charset=utf-8",
-                     "Content-Security-Policy": f"default-src 'none'; img-src 'self'; "
-                     f"style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; "
-                     "connect-src 'self'; form-action 'none'; frame-ancestors 'none'"}
-            if from_query:
-                extra["Set-Cookie"] = (f"mmsim_token={self.token}; HttpOnly; "
-                                       "SameSite=Strict; Path=/")
-            page = PAGE.replace("{{NONCE}}", nonce).replace("{{NAME}}", _html(self.name))
-            return 200, page.encode(), extra
-        if path == "/api/status" and method == "GET":
-            q = self.queue
-            q.sweep()
-            return 200, {"pending": len(q.pending), "leased": len(q.leases),
-                         "answered": q.answered, "closed": self._closed}, None
-        if path == "/api/next":
-            if method != "GET":
-                return 405, {"error": "use GET"}, None
-            if not person:
-                return 400, {"error": "say who you are: the mmsim_person cookie or ?person="}, None
-            lease = self.queue.next_for(person)
-            if lease is None:
-                return 204, None, None
-            return 200, self._item_json(lease), None
-        if path.startswith("/api/image/") and method == "GET":
-            return self._image(path)
-        if path in ("/api/submit", "/api/release"):
-            if method != "POST":
-                return 405, {"error": "use POST"}, None
-            try:
-                data = _form(headers.get("content-type", ""), body)
-            except ValueError as exc:
-                return 400, {"error": f"bad body: {exc}"}, None
-            lease_id = str(data.get("lease", ""))
-            if path == "/api/release":
-                return (200, {"ok": True}, None) if self.queue.release(lease_id) else \
-                    (409, {"error": "no such lease (expired or answered)"}, None)
-            return self._submit(lease_id, person or _person(str(data.get("person", ""))),
-                                data)
-        return 404, {"error": "not found"}, None
+    async def _next(self, request: web.Request) -> web.Response:
+        if request.method != "GET":
+            return _json(405, {"error": "use GET"})
+        person = self._person(request)
+        if not person:
+            return _json(400, {"error": "say who you are: the mmsim_person cookie or "
+                                        "?person="})
+        lease = self.queue.next_for(person)
+        if lease is None:
+            return web.Response(status=204, headers=_HEADERS)
+        return _json(200, self._item_json(lease))
 
     def _item_json(self, lease: _Lease) -> dict[str, Any]:
         item = lease.pending.item
@@ -322,52 +317,87 @@ class WebChannel(HumanChannel):
         return {
             "lease": lease.lease_id, "person": lease.person,
             "expires_in": max(0.0, lease.expires - time.monotonic()),
+            "heartbeat_s": self.queue.heartbeat_s,
             "key": item.key, "mode": item.mode, "round": item.round,
             "max_rounds": item.max_rounds, "sample_id": s.id, "question": s.question,
             "images": [f"/api/image/{lease.lease_id}/{i}" for i in range(len(s.images))],
-            "image_paths": [im.uri for im in s.images],
             "reference": s.answer_text if self.options.show_answer else None,
             "dialogue": item.dialogue()[1:] if item.mode == "feedback" else [],
             "response": item.response.text, "answer": item.proposal,
             "provider": self.name,
         }
 
-    def _image(self, path: str) -> tuple[int, Any, dict[str, str] | None]:
-        parts = path.split("/")
-        if len(parts) != 5 or not parts[4].isdigit():
-            return 404, {"error": "not found"}, None
-        lease = self.queue.leases.get(parts[3])
-        if lease is None:
-            return 404, {"error": "no such lease"}, None
+    async def _image(self, request: web.Request) -> web.Response:
+        lease = self.queue.held(request.match_info["lease"], self._person(request))
+        if lease is None:  # an item's images are its holder's only
+            return _json(404, {"error": "no such lease"})
         images = lease.pending.item.sample.images
-        i = int(parts[4])
+        i = int(request.match_info["index"])
         if i >= len(images) or "://" in images[i].uri:
-            return 404, {"error": "no such image"}, None
+            return _json(404, {"error": "no such image"})
         try:
-            data = Path(images[i].uri).read_bytes()
-        except OSError:
-            return 404, {"error": "image file not readable"}, None
-        return 200, data, {"Content-Type": images[i].mime}
+            data = safeio.read_bytes(images[i].uri, safeio.MAX_IMAGE_BYTES, what="image")
+        except (OSError, UserError):
+            return _json(404, {"error": "image file not readable"})
+        return web.Response(body=data, content_type=images[i].mime,
+                            headers={**_HEADERS, "Content-Security-Policy": _API_CSP})
 
-    def _submit(self, lease_id: str, person: str, data: dict[str, Any]
-                ) -> tuple[int, Any, dict[str, str] | None]:
-        lease = self.queue.take(lease_id)
+    async def _lease_op(self, request: web.Request
+                        ) -> tuple[_Lease | None, dict[str, Any], web.Response | None]:
+        """The lease a POST acts on, if the person acting holds it; else the error."""
+        if request.method != "POST":
+            return None, {}, _json(405, {"error": "use POST"})
+        try:
+            data = _form(request.content_type, await request.read())
+        except ValueError as exc:
+            return None, {}, _json(400, {"error": f"bad body: {exc}"})
+        person = self._person(request, data)
+        if not person:
+            return None, data, _json(400, {"error": "say who you are: the mmsim_person "
+                                                   "cookie or ?person="})
+        lease_id = str(data.get("lease", ""))
+        lease = self.queue.held(lease_id, person)
         if lease is None:
-            return 409, {"error": "lease expired or unknown: the item went back to the "
-                                  "queue; ask for the next item"}, None
-        if person and person != lease.person:
-            return 409, {"error": "this item is leased to someone else"}, None
+            if lease_id in self.queue.leases:
+                return None, data, _json(403, {"error": "this item is leased to someone "
+                                                       "else"})
+            return None, data, _json(409, {"error": "lease expired or unknown: the item "
+                                                    "went back to the queue; ask for the "
+                                                    "next item"})
+        return lease, data, None
+
+    async def _release(self, request: web.Request) -> web.Response:
+        lease, _, err = await self._lease_op(request)
+        if lease is None:
+            assert err is not None
+            return err
+        self.queue.release(lease)
+        return _json(200, {"ok": True})
+
+    async def _heartbeat(self, request: web.Request) -> web.Response:
+        lease, _, err = await self._lease_op(request)
+        if lease is None:
+            assert err is not None
+            return err
+        return _json(200, {"ok": True, "expires_in": max(0.0, lease.expires
+                                                         - time.monotonic())})
+
+    async def _submit(self, request: web.Request) -> web.Response:
+        lease, data, err = await self._lease_op(request)
+        if lease is None:
+            assert err is not None
+            return err
         item = lease.pending.item
         verdict = str(data.get("verdict", ""))
         text = str(data.get("text", "") or "").strip()[:MAX_TEXT]
         allowed = ANNOTATE_VERDICTS if item.mode == "annotate" else FEEDBACK_VERDICTS
         if verdict not in allowed:
-            return 400, {"error": f"verdict must be one of {', '.join(allowed)}"}, None
+            return _json(400, {"error": f"verdict must be one of {', '.join(allowed)}"})
         who = lease.person
         reply: HumanReply
         if verdict == "feedback":
             if not text:
-                return 400, {"error": "feedback text is empty"}, None
+                return _json(400, {"error": "feedback text is empty"})
             reply = HumanReply(verdict="feedback", text=text, person=who, source=self.source)
         elif verdict in ("incorrect", "correct"):
             reply = HumanReply(verdict=verdict, text=text or DEFAULT_TEXT[verdict],  # type: ignore[arg-type]
@@ -378,23 +408,14 @@ class WebChannel(HumanChannel):
         elif verdict == "edit":
             raw = str(data.get("label", "") or text).strip()[:200]
             if not raw:
-                return 400, {"error": "the edited label is empty"}, None
+                return _json(400, {"error": "the edited label is empty"})
             label = extract_answer(raw, item.sample.answer_format) or raw
             reply = HumanReply(verdict="edit", text=label, person=who, source=self.source,
                                label=label)
         else:
             reply = HumanReply(verdict="reject", text="", person=who, source=self.source)
         self.queue.resolve(lease, reply)
-        return 200, {"ok": True}, None
-
-
-def _cookies(header: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in header.split(";"):
-        k, sep, v = part.strip().partition("=")
-        if sep:
-            out[k] = v
-    return out
+        return _json(200, {"ok": True})
 
 
 def _person(name: str) -> str:
@@ -467,7 +488,7 @@ function render(it){
      " · round "+it.round+(it.max_rounds?" of "+it.max_rounds:""));
   const imgs=$("images"); imgs.replaceChildren();
   it.images.forEach((src,i)=>{const im=document.createElement("img");im.src=src;
-     im.alt=it.image_paths[i];imgs.appendChild(im);});
+     im.alt="image "+(i+1);imgs.appendChild(im);});
   $("question").textContent=it.question;
   show("ref-row", it.reference!==null); $("reference").textContent=it.reference||"";
   const d=$("dialogue"); d.replaceChildren();
@@ -488,6 +509,9 @@ async function post(path, body){
   next();
 }
 function submit(verdict, extra){ if(cur) post("/api/submit",{lease:cur.lease,verdict,...extra}); }
+setInterval(()=>{ if(cur) fetch("/api/heartbeat",{method:"POST",credentials:"same-origin",
+   headers:{"Content-Type":"application/json"},body:JSON.stringify({lease:cur.lease})})
+   .then(r=>{ if(r.status===409) next(); }).catch(()=>{}); }, 15000);
 $("send").onclick=()=>{const t=$("text").value.trim(); if(t) submit("feedback",{text:t});};
 $("incorrect").onclick=()=>submit("incorrect",{});
 $("correct").onclick=()=>submit("correct",{});

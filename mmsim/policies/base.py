@@ -130,12 +130,27 @@ __all__ = ["POLICIES", "FeedbackContext", "PolicyFn", "ProviderInput", "messages
 POLICIES: Registry[PolicyFn] = Registry("policy")
 
 
-def policy(name: str) -> Callable[[PolicyFn], PolicyFn]:
-    """Register a feedback policy under ``name``.
+def policy(name: str, *, options: tuple[str, ...] | None = None
+           ) -> Callable[[PolicyFn], PolicyFn]:
+    """Register a feedback policy under ``name``. ``options``: the keys its ``options:``
+    may have (``mmsim validate`` refuses others, with a did-you-mean); None: any.
 
     Example:
-        >>> @policy("terse")
+        >>> @policy("terse", options=("text",))
         ... async def terse(ctx: FeedbackContext) -> Feedback:
-        ...     return ctx.feedback("No.", kind="binary")
+        ...     return ctx.feedback(ctx.options.get("text", "No."), kind="binary")
     """
-    return POLICIES.decorator(name)
+    register = POLICIES.decorator(name)
+
+    def deco(fn: PolicyFn) -> PolicyFn:
+        if options is not None:
+            setattr(fn, "policy_options", tuple(options))  # noqa: B010
+        return register(fn)
+
+    return deco
+
+
+def policy_options(fn: PolicyFn) -> tuple[str, ...] | None:
+    """The option keys a policy declared (None: it did not say)."""
+    opts = getattr(fn, "policy_options", None)
+    return tuple(opts) if opts is not None else None

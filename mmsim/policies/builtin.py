@@ -16,7 +16,7 @@ Explain briefly what the student got wrong and what to look at again. Do NOT sta
 correct answer, its letter, or its value."""
 
 
-@policy("binary")
+@policy("binary", options=("text",))
 async def binary(ctx: FeedbackContext) -> Feedback:
     """Only says the answer is incorrect (0/1 feedback)."""
     return ctx.feedback(ctx.options.get("text", "Your answer is incorrect."), kind="binary")
@@ -39,7 +39,7 @@ def detailed_prompt(ctx: FeedbackContext) -> str:
     return text
 
 
-@policy("detailed")
+@policy("detailed", options=("prompt", "show_image", "history"))
 async def detailed(ctx: FeedbackContext) -> Feedback:
     """The provider, shown the image, explains what is wrong without giving the answer.
 
@@ -52,14 +52,14 @@ async def detailed(ctx: FeedbackContext) -> Feedback:
     return ctx.feedback(text.strip(), kind="detailed")
 
 
-@policy("reveal")
+@policy("reveal", options=())
 async def reveal(ctx: FeedbackContext) -> Feedback:
     """Says the answer is incorrect and gives the ground truth."""
     return ctx.feedback(f"Your answer is incorrect. The correct answer is "
                         f"{ctx.sample.answer_text}.", kind="reveal", reveals_answer=True)
 
 
-@policy("retry")
+@policy("retry", options=())
 async def retry(ctx: FeedbackContext) -> Feedback:
     """No-information baseline: asks for the answer again without saying it was wrong."""
     return ctx.feedback("Please answer the question again.", kind="none")

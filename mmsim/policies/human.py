@@ -20,7 +20,7 @@ Do NOT state the correct answer, its letter, or its value."""
 VERDICT_KIND = {"feedback": "detailed", "incorrect": "binary", "correct": "disputed"}
 
 
-@policy("human")
+@policy("human", options=("prompt",))
 async def human(ctx: FeedbackContext) -> Feedback:
     """A person reviews the answer: typed feedback, just 'incorrect', or 'correct'."""
     given = ctx.response.answer if ctx.response.answer is not None else ctx.response.text[-500:]

@@ -8,6 +8,8 @@ and the run manifest. See docs/reports.md.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -195,21 +197,35 @@ def build_html(run_dirs: list[Path], *, max_episodes: int = DEFAULT_MAX_EPISODES
         '<noscript><p>The transcript viewer needs JavaScript.</p></noscript></section>')
     data = {"runs": runs_data, "images": bank.uris, "episodes": episodes}
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    css, js = _asset("report.css"), _asset("report.js")
     html = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{_csp(css, js)}">'
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>{escape(page_title)}</title><style>{_asset('report.css')}</style></head>"
+        f"<title>{escape(page_title)}</title><style>{css}</style></head>"
         f'<body><header id="top"><h1>{escape(page_title)}</h1>'
         f'<p class="meta">generated {escape(generated)} by mmsim {escape(__version__)}'
         f" from {len(ctxs)} run(s)</p>"
         f'<nav>{" · ".join(nav)}</nav></header><main>{"".join(body)}</main>'
         '<pre id="js-errors" class="js-errors"></pre>'
         f'<script type="application/json" id="mmsim-data">{_json_for_script(data)}</script>'
-        f"<script>{_asset('report.js')}</script></body></html>\n")
+        f"<script>{js}</script></body></html>\n")
     info = ReportInfo(runs=len(ctxs), episodes_embedded=len(episodes),
                       episodes_total=sum(r["total"] for r in runs_data),
                       images=len(bank.uris), bytes=len(html.encode()))
     return html, info
+
+
+def _csp(css: str, js: str) -> str:
+    """The page's Content-Security-Policy: its own style and script (by hash) and embedded
+    images only; nothing is loaded from anywhere, no other inline code runs (a transcript
+    that holds markup cannot inject a script), no form posts anywhere."""
+    def sha(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()
+                                             ).decode() + "'"
+
+    return (f"default-src 'none'; img-src data:; style-src {sha(css)}; "
+            f"script-src {sha(js)}; base-uri 'none'; form-action 'none'")
 
 
 def write_html(run_dirs: list[Path], out: Path, **kwargs: Any) -> ReportInfo:

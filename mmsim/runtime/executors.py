@@ -36,6 +36,7 @@ import anyio
 import structlog
 
 from mmsim.errors import MmsimError, UserError
+from mmsim.registry import user_code_error
 from mmsim.runtime.pool import Jobs, gc_tuned, run_pool
 from mmsim.runtime.progress import Tally
 from mmsim.runtime.protocol import Actors, ProtocolRun
@@ -73,7 +74,13 @@ async def play_jobs(phase: Phase, jobs: Iterable[Any], concurrency: int,
     protocol = run.loaded.kind
 
     async def play(job: Any) -> None:
-        p = await run.play(name, job, actors)
+        try:
+            p = await run.play(name, job, actors)
+        except BaseException as exc:  # user code's exception, named (a real cancel as is)
+            err = user_code_error(exc, f"a {name!r} episode")
+            if err is exc:
+                raise
+            raise err from None
         rec = p.record
         rec.protocol = protocol
         if rec.reward is None and rec.solved is not None:

@@ -31,6 +31,7 @@ from mmsim._version import __version__
 from mmsim.actors import ActorSystem
 from mmsim.backends import Backend
 from mmsim.errors import MmsimError, StoreError, UserError
+from mmsim.registry import user_code_error
 from mmsim.runtime.agents import agent_params, agents_of, build_backends, spawn_actors
 from mmsim.runtime.executors import Executor, LocalExecutor, Phase, RemoteSetup
 from mmsim.runtime.loading import load_data
@@ -42,6 +43,7 @@ from mmsim.runtime.servers import ServerError, ServerGroup, kill_all_now
 from mmsim.runtime.sink import EpisodeSink
 from mmsim.spec import LoadedScenario
 from mmsim.store import EpisodeIdSet, ResponseCache, RunStore, run_dir_lock
+from mmsim.store.sqlite import check_run_dir
 
 log = structlog.get_logger("mmsim.run")
 
@@ -56,6 +58,13 @@ def _mmsim_error(exc: BaseException) -> MmsimError | None:
             if found is not None:
                 return found
     return None
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside nested groups of one (a task group's wrapping)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def run_manifest(proto: EvalProtocol[Any, Any], loaded: LoadedScenario,
@@ -81,6 +90,10 @@ def run_manifest(proto: EvalProtocol[Any, Any], loaded: LoadedScenario,
                                      concurrency=specs[n].concurrency)
                    for n, b in backends.items()},
     }
+
+
+class RunIncomplete(UserError):
+    """A phase ended with fewer episodes recorded (done or failed) than were planned."""
 
 
 class Kernel:
@@ -147,9 +160,9 @@ class Kernel:
 
     async def run(self) -> RunResult:
         fresh = not self.run_dir.exists()
-        if not fresh and not self.run_dir.is_dir():
-            raise UserError("the run directory is a file, not a directory",
-                            where=str(self.run_dir))
+        # mmsim writes only into run directories it created (or an empty one): checked
+        # before anything is written, a foreign SQLite file or folder is refused
+        check_run_dir(self.run_dir)
         # One writer per run directory, taken before servers start or data loads: a
         # second `mmsim run` on the same --out stops here (exit 2), having touched nothing.
         with run_dir_lock(self.run_dir):
@@ -207,6 +220,11 @@ class Kernel:
                     tg.cancel_scope.cancel()
             except BaseException as exc:
                 found = _mmsim_error(exc)
+                if found is None:  # a plugin protocol's own code (jobs, after_phase...)
+                    leaf = _leaf(exc)
+                    named = user_code_error(leaf, f"protocol {proto.name!r}")
+                    if isinstance(named, MmsimError):
+                        found = named
                 if store is not None and not isinstance(found, StoreError):
                     with contextlib.suppress(MmsimError):
                         store.finish_run(found.status if isinstance(found, RunRefused)
@@ -255,10 +273,18 @@ class Kernel:
                     jobs, planned = prun.jobs(name, done, store)
                     tally.skipped += planned - len(jobs)
                     tally.progress.phase(name, len(jobs))
+                    ended = tally.played + tally.failed
                     await self.executor.play(Phase(name, prun, actors, sink, tally, stop),
                                              jobs, concurrency)
                     if stop is not None and stop.is_set():
                         return  # stopping: no later phase is planned from a partial one
+                    ended = tally.played + tally.failed - ended
+                    if ended != len(jobs):  # never `finished` with episodes silently lost
+                        raise RunIncomplete(
+                            f"{len(jobs) - ended} of {len(jobs)} planned {name!r} episodes "
+                            "ended neither recorded nor failed; the run is marked failed "
+                            "and rerunning the same command plays them",
+                            where=str(self.run_dir))
                     await sink.flush()
                     prun.after_phase(name, store)
         self._play_scope = None
@@ -305,4 +331,4 @@ def default_run_dir(loaded: LoadedScenario) -> Path:
     return Path("runs") / str(loaded.scenario.name)
 
 
-__all__ = ["Kernel", "default_run_dir", "run_manifest", "run_scenario"]
+__all__ = ["Kernel", "RunIncomplete", "default_run_dir", "run_manifest", "run_scenario"]

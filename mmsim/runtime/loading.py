@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from mmsim.errors import DataError, UserError
+from mmsim.registry import cancelled_for_real, describe_exception, user_frame
 from mmsim.runtime.protocol import EvalProtocol
 from mmsim.spec import LoadedScenario
 
@@ -43,10 +44,14 @@ def load_data(proto: EvalProtocol[Any, Any], loaded: LoadedScenario, cache_dir: 
         data = proto.load_data(loaded, cache_dir)
     except UserError as exc:
         raise anchor_dataset_error(loaded, exc) from None
-    except Exception as exc:  # a loader bug (or a plugin's): one line, not a traceback
+    except BaseException as exc:  # a loader bug (or a plugin's): one line, not a traceback
+        if cancelled_for_real(exc):
+            raise
         log.debug("dataset.loader_failed", exc_info=True)
-        raise DataError(f"dataset loader {name!r} failed: {type(exc).__name__}: {exc}",
-                        where=loaded.where("dataset", "name"), field="dataset") from exc
+        at = user_frame(exc)
+        raise DataError(f"dataset loader {name!r} failed: {describe_exception(exc)}"
+                        + (f" ({at[0]}:{at[1]})" if at else ""),
+                        where=loaded.where("dataset", "name"), field="dataset") from None
     items = proto.samples(data)
     if not items:
         raise DataError("the dataset is empty", where=loaded.where("dataset"), field="dataset")

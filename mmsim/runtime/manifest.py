@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mmsim.redaction import looks_secret
+
 _SECRET_NAME = re.compile(
     r"key|secret|passw(or)?d|credential|authorization|cookie|token(?!s)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"^(sk-|sk_|hf_|ghp_|gho_|xox[bp]-|Bearer\s)\S{8,}", re.IGNORECASE)
@@ -46,7 +48,7 @@ def redact(value: Any) -> Any:
         return {str(k): redact(v) for k, v in value.items() if not is_secret_name(str(k))}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
-    if isinstance(value, str) and _SECRET_VALUE.match(value):
+    if isinstance(value, str) and (_SECRET_VALUE.match(value) or looks_secret(value)):
         return REDACTED
     return value
 

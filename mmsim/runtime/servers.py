@@ -34,11 +34,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+import aiohttp
 import anyio
-import httpx
 import structlog
 
 from mmsim.errors import UserError
+from mmsim.redaction import scrub
 from mmsim.spec import ServerSpec
 
 log = structlog.get_logger("mmsim.servers")
@@ -127,7 +128,7 @@ class RunningServer:
         return self.proc.pid
 
     def describe(self) -> dict[str, Any]:
-        return {"argv": self.argv, "pid": self.pid, "port": self.port,
+        return {"argv": [scrub(a) for a in self.argv], "pid": self.pid, "port": self.port,
                 "base_url": self.base_url, "log": str(self.log_path), "model": self.spec.model}
 
     def stop_nowait(self) -> None:
@@ -209,9 +210,14 @@ class ServerGroup:
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(spec.gpu)
         env.update({k: str(v) for k, v in spec.env.items()})
+        for k, name in spec.env_from.items():
+            if name not in os.environ:
+                raise ServerError(f"env_from: {k} names {name!r}, which is not set in "
+                                  "mmsim's environment", where=f"server {spec.name!r}")
+            env[k] = os.environ[name]
         f = log_path.open("ab")
         f.write(f"# mmsim: {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: "
-                f"{' '.join(argv)}\n".encode())
+                f"{scrub(' '.join(argv))}\n".encode())
         f.flush()
         try:
             proc = subprocess.Popen(
@@ -231,7 +237,7 @@ class ServerGroup:
         """Wait for every server's health endpoint; raise :class:`ServerError` if one exits
         or times out (the caller's ``async with`` then stops them all)."""
         try:
-            async with httpx.AsyncClient(trust_env=False) as client, \
+            async with aiohttp.ClientSession(trust_env=False) as client, \
                     anyio.create_task_group() as tg:
                 for srv in self.servers.values():
                     if not srv.healthy:
@@ -246,7 +252,7 @@ class ServerGroup:
             raise
         return self.servers
 
-    async def _wait_one(self, client: httpx.AsyncClient, srv: RunningServer) -> None:
+    async def _wait_one(self, client: aiohttp.ClientSession, srv: RunningServer) -> None:
         spec = srv.spec
         url = srv.origin + spec.health_path
         t0 = time.monotonic()
@@ -258,13 +264,14 @@ class ServerGroup:
                     f"last lines of {srv.log_path}:\n{_tail(srv.log_path)}",
                     where=f"servers.{spec.name}")
             try:
-                r = await client.get(url, timeout=5.0)
-                if r.status_code == 200:
+                async with client.get(url, timeout=aiohttp.ClientTimeout(total=5.0)) as r:
+                    ok = r.status == 200
+                if ok:
                     srv.healthy = True
                     log.info("server.healthy", server=spec.name, url=srv.base_url,
                              startup_s=round(time.monotonic() - t0, 1))
                     return
-            except httpx.HTTPError:
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             if time.monotonic() - t0 > spec.startup_timeout_s:
                 raise ServerError(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mmsim.errors import UserError
+from mmsim.redaction import scrub
 from mmsim.store.schema import EPISODE_COLUMNS as _EPISODE_COLUMNS
 from mmsim.store.sqlite import RunStore
 
@@ -85,7 +86,7 @@ def message_rows(store: RunStore) -> Iterator[dict[str, Any]]:
     for eid, seq, turn, sender, kind, payload in store.conn.execute(
             "SELECT episode_id, seq, turn, sender, kind, payload FROM messages "
             "ORDER BY episode_id, seq"):
-        yield _message_row(run_id, eid, seq, turn, sender, kind, payload)
+        yield _message_row(run_id, eid, seq, turn, sender, kind, scrub(payload))
 
 
 def _write_jsonl(rows: Iterable[dict[str, Any]], f: IO[str]) -> int:

@@ -29,6 +29,7 @@ from pydantic_core import to_json
 
 from mmsim._version import __version__
 from mmsim.errors import StoreError, UserError
+from mmsim.redaction import register_env_params, scrub, scrub_known, scrub_obj
 from mmsim.store.migrate import migrate_v1
 from mmsim.store.schema import EPISODE_COLUMNS as _EPISODE_COLUMNS
 from mmsim.store.schema import EPISODES_INDEX, EPISODES_TABLE, SCHEMA, SCHEMA_VERSION
@@ -193,6 +194,94 @@ def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
                       "rerun the same command to resume", where=str(path))
 
 
+#: written into every run directory mmsim creates (or adopts: an empty one, or one holding
+#: a store of an earlier mmsim); mmsim writes into no directory without it or such a store
+MARKER_NAME = ".mmsim-run"
+_MARKER_TEXT = ("This directory is an mmsim run directory: mmsim wrote it and writes into it "
+                "again (resume). Do not put other files here.\n")
+#: what mmsim itself puts in a run directory before its store exists
+_OWN_BEFORE_STORE = {LOCK_NAME, MARKER_NAME, "assets", "servers"}
+
+
+def inspect_store(path: Path) -> int:
+    """The schema version of the run store ``path``, read without writing anything; a
+    UserError when it is not an SQLite database or not mmsim's (a foreign SQLite file)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+    row: tuple[Any, ...] | None = None
+    try:
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+    except sqlite3.OperationalError as exc:
+        if _environmental(exc):
+            raise store_error(exc, path) from None
+        raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+    finally:
+        conn.close()
+    if not tables:  # an empty SQLite file (mmsim's, killed as it was created)
+        return SCHEMA_VERSION
+    if not {"runs", "episodes", "messages", "meta"} <= tables or \
+            not {"run_id", "scenario_hash", "manifest"} <= cols or row is None or \
+            not str(row[0]).isdigit():
+        shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+        raise UserError(f"not an mmsim run store (an SQLite file with tables {shown}); "
+                        "mmsim uses only run stores it created (for a run: choose another "
+                        "--out)", where=str(path))
+    return int(row[0])
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse (UserError, nothing written) a run directory mmsim did not create: one that
+    holds files but neither mmsim's marker nor an mmsim store, or whose ``mmsim.sqlite``
+    is not mmsim's. A missing or empty directory is fine."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise UserError("the run directory is a file, not a directory", where=str(run_dir))
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError as exc:
+        raise UserError(f"cannot read the run directory ({exc.strerror or exc})",
+                        where=str(run_dir)) from None
+    db = run_dir / DB_NAME
+    if DB_NAME in names:
+        if not db.is_file():
+            raise UserError(f"{DB_NAME} is not a file", where=str(db))
+        version = inspect_store(db)
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"this run was written by a newer mmsim (store schema {version}); "
+                f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
+                where=str(db))
+        return
+    if not names or set(names) <= {LOCK_NAME} or \
+            (MARKER_NAME in names and set(names) <= _OWN_BEFORE_STORE):
+        return
+    foreign = [n for n in names if n not in _OWN_BEFORE_STORE] or names
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    raise UserError(f"this directory holds files mmsim did not write ({shown}); mmsim "
+                    "writes only into a new or empty directory or one of its own runs: use "
+                    "another --out", where=str(run_dir))
+
+
+def _mark_run_dir(run_dir: Path) -> None:
+    marker = run_dir / MARKER_NAME
+    if not marker.exists():
+        try:
+            marker.write_text(_MARKER_TEXT, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write in the run directory ({exc.strerror or exc})",
+                            where=str(run_dir)) from None
+
+
 def _make_run_dir(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -263,12 +352,16 @@ def acquire_run_dir(run_dir: str | Path) -> Path:
         held.count += 1
         return key
     created = not run_dir.exists()
+    if not created:
+        check_run_dir(run_dir)
     _make_run_dir(run_dir)
     try:
         _HELD[key] = _Held(_flock_run_dir(run_dir), created)
+        _mark_run_dir(run_dir)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
+                (run_dir / MARKER_NAME).unlink(missing_ok=True)
                 run_dir.rmdir()
         raise
     return key
@@ -288,6 +381,8 @@ def release_run_dir(key: Path) -> None:
         held.file.close()  # releases the flock
     if held.created:  # a directory the lock created and nobody wrote into: removed
         with contextlib.suppress(OSError):
+            if os.listdir(key) == [MARKER_NAME]:
+                (key / MARKER_NAME).unlink()
             key.rmdir()
 
 
@@ -376,8 +471,11 @@ class RunStore:
         twice into one store. Readers (reports, exports) take no lock."""
         run_dir = Path(run_dir)
         path = run_dir / DB_NAME
-        if not create and not path.is_file():
-            raise UserError(f"no mmsim run here (missing {DB_NAME})", where=str(run_dir))
+        if not create:  # a reader: read-only, never a write into the directory's files
+            if not path.is_file():
+                raise UserError(f"no mmsim run here (missing {DB_NAME})", where=str(run_dir))
+            return cls(path, cls._connect_readonly(path))
+        check_run_dir(run_dir)
         _make_run_dir(run_dir)
         held = acquire_run_dir(run_dir) if (create if lock is None else lock) else None
         try:
@@ -417,6 +515,42 @@ class RunStore:
             raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
         return conn
 
+    @staticmethod
+    def _connect_readonly(path: Path) -> sqlite3.Connection:
+        """A read-only connection to an mmsim store (a foreign SQLite file refused); a
+        schema-1 store is migrated in a copy in memory, the file left as it is."""
+        version = inspect_store(path)
+        if version > SCHEMA_VERSION:
+            raise UserError(
+                f"this run was written by a newer mmsim (store schema {version}); "
+                f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
+                where=str(path))
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                   check_same_thread=False, isolation_level=None,
+                                   timeout=BUSY_TIMEOUT_S)
+            if version == 1:
+                mem = sqlite3.connect(":memory:", check_same_thread=False,
+                                      isolation_level=None)
+                conn.backup(mem)
+                conn.close()
+                migrate_v1(mem)
+                mem.execute(EPISODES_INDEX)
+                conn = mem
+            conn.execute("PRAGMA query_only=1")
+            # the variables the run's agents named (`*_env`, `env_from`) hold secrets here
+            # too: what a store written before redaction holds of them is not shown
+            for (scenario,) in conn.execute("SELECT scenario FROM runs"):
+                with contextlib.suppress(ValueError):
+                    register_env_params(json.loads(scenario))
+        except sqlite3.OperationalError as exc:
+            if _environmental(exc):
+                raise store_error(exc, path) from None
+            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+        return conn
+
     def close(self) -> None:
         try:
             self.conn.close()
@@ -435,8 +569,8 @@ class RunStore:
         keys = ("run_id", "name", "scenario_hash", "scenario", "manifest", "created_at",
                 "status", "finished_at")
         out = dict(zip(keys, row, strict=True))
-        out["scenario"] = json.loads(out["scenario"])
-        out["manifest"] = json.loads(out["manifest"])
+        out["scenario"] = scrub_obj(json.loads(out["scenario"]))
+        out["manifest"] = scrub_obj(json.loads(out["manifest"]))
         return out
 
     def begin_run(self, run_id: str, name: str, scenario_hash: str, scenario: dict[str, Any],
@@ -461,8 +595,8 @@ class RunStore:
         try:
             self.conn.execute(
                 "INSERT INTO runs VALUES(?,?,?,?,?,?,?,NULL)",
-                (run_id, name, scenario_hash, json.dumps(scenario, sort_keys=True),
-                 json.dumps(manifest, sort_keys=True), time.time(), "running"))
+                (run_id, name, scenario_hash, scrub(json.dumps(scenario, sort_keys=True)),
+                 scrub(json.dumps(manifest, sort_keys=True)), time.time(), "running"))
         except sqlite3.OperationalError as exc:
             raise store_error(exc, self.path) from None
         return False
@@ -499,9 +633,16 @@ class RunStore:
     def encode(record: EpisodeRecord, now: float | None = None) -> EncodedEpisode:
         """The rows of one episode, ready for :meth:`write_encoded` (any thread may call
         this; the runner does it when an episode ends, so the writer only runs SQL)."""
-        return EncodedEpisode(record.episode_id,
-                              _row_json(record.row(time.time() if now is None else now)),
-                              _message_rows(record.episode_id, record.messages))
+        # Secrets never reach the store: error text (an error body that echoes a key or a
+        # header) gets the whole redaction pass; the rest (model replies, large, seldom a
+        # secret) is checked for the known secrets (mmsim.redaction), a few substring tests
+        row = _row_json(record.row(time.time() if now is None else now))
+        msgs = _message_rows(record.episode_id, record.messages)
+        if record.error is not None or '"error":"' in msgs:
+            row, msgs = scrub(row), scrub(msgs)
+        else:
+            row, msgs = scrub_known(row), scrub_known(msgs)
+        return EncodedEpisode(record.episode_id, row, msgs)
 
     def write_encoded(self, episodes: Sequence[EncodedEpisode]) -> None:
         """Write encoded episodes in one transaction (all or none): one SQL statement,
@@ -537,7 +678,9 @@ class RunStore:
         q += " ORDER BY episode_id"
         for row in self.conn.execute(q, args):
             ep = dict(zip(_EPISODE_COLUMNS, row, strict=True))
-            payload = json.loads(ep["payload"])
+            if ep["error"]:  # (a store written before redaction existed)
+                ep["error"] = scrub(ep["error"])
+            payload = json.loads(scrub(ep["payload"]))
             ep["payload"] = payload
             for k, v in payload.items():
                 ep.setdefault(k, v)
@@ -551,7 +694,7 @@ class RunStore:
                 "SELECT seq, turn, sender, kind, payload FROM messages WHERE episode_id=? "
                 "ORDER BY seq", (episode_id,)):
             msg = {"seq": seq, "turn": turn, "sender": sender, "kind": kind,
-                   **json.loads(payload)}
+                   **json.loads(scrub(payload))}
             if kind == "observation":
                 start = msg.pop("conversation_from", None)
                 if start is not None and last_obs is not None:

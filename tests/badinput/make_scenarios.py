@@ -133,6 +133,64 @@ CASES = [
      "confg", ["dataset.confg", "did you mean 'config'"]),
 ]
 
+# ---- hostile YAML (bounded work): an alias bomb under an unused key, deep nesting
+BOMB = "x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9))
+DEEP_BLOCK = "".join("  " * i + f"k{i}:\n" for i in range(1, 80)) + "  " * 80 + "v: 1\n"
+CASES += [
+    ("yaml_alias_bomb", sub("run:\n", BOMB.replace("x0:", "  x0:", 1).replace("\nx", "\n  x")
+                            + "run:\n"), "x5:",
+     ["YAML aliases expand to more than 100,000 nodes"]),
+    ("yaml_alias_bomb_in_params", sub("params: {skill: 0.0}", "params:\n      skill: 0.0\n"
+                                      "      extra: &b0 [a, a, a, a, a, a, a, a, a, a]\n"
+                                      + "".join(f"      e{i}: &b{i} ["
+                                                f"{', '.join([f'*b{i - 1}'] * 10)}]\n"
+                                                for i in range(1, 7))).rstrip("\n") + "\n",
+     "e4:", ["YAML aliases expand"]),
+    ("yaml_nested_500_flow", sub("seed: 1\n", "seed: 1\nextra: " + "[" * 500 + "]" * 500
+                                 + "\n"), "extra:", ["nested more than 64 levels"]),
+    ("yaml_nested_block", sub("seed: 1\n", "seed: 1\nextra:\n" + DEEP_BLOCK), "k64:",
+     ["nested more than 64 levels"]),
+]
+# ---- values that cannot be meant
+CASES += [
+    ("seed_negative", sub("seed: 1\n", "seed: -1\n"), "seed: -1",
+     [": seed:", "greater than or equal to 0"]),
+    ("dataset_seed_negative", sub("  seed: 1\nreceivers", "  seed: -5\nreceivers"),
+     "seed: -5", ["dataset.seed", "must be >= 0"]),
+    ("param_seed_negative", sub("params: {skill: 0.0}", "params: {skill: 0.0, seed: -2}"),
+     "seed: -2", ["receivers.0.params.seed", "must be >= 0"]),
+    ("sim_param_nan", sub("params: {skill: 0.0}", "params: {skill: .nan}"), "skill: .nan",
+     ["receivers.0.params.skill", "finite number"]),
+    ("sim_param_inf", sub("params: {skill: 2.0}", "params: {skill: -.inf}"), "skill: -.inf",
+     ["providers.0.params.skill", "finite number"]),
+    ("probability_above_one", sub("params: {skill: 2.0}",
+                                  "params: {skill: 2.0, leak_rate: 1.5}"), "leak_rate",
+     ["providers.0.params.leak_rate", "probability", "[0, 1]"]),
+    ("dataset_size_huge", sub("  size: 6", "  size: 1000000000000"), "size: 1000",
+     ["dataset.size", "at most 1,000,000"]),
+    ("bootstrap_huge", sub("  bootstrap: 10", "  bootstrap: 1000000000"), "bootstrap:",
+     ["run.bootstrap", "less than or equal to 100000"]),
+    ("policy_option_typo", sub("policies: [binary]", "policies:\n  - name: binary\n"
+                               "    options: {txt: nope}"), "options:",
+     ["policies.0.options.txt", "unknown option 'txt'", "did you mean 'text'"]),
+    ("policy_option_on_optionless", sub("policies: [binary]", "policies:\n  - name: reveal\n"
+                                        "    options: {text: x}"), "options:",
+     ["policies.0.options.text", "unknown option 'text'", "allowed: none"]),
+    ("agent_name_with_slash", sub("  - name: p1", "  - name: org/p1"), "org/p1",
+     ["providers.0.name", "'/'"]),
+    ("agent_names_same_once_normalised", sub("  - name: p1", "  - name: R1"), 12,
+     ["providers.0", "same name as 'r1'"]),
+    ("server_args_secret", sub("policies: [binary]", "servers:\n  - name: s1\n"
+                               "    command: [python, -m, http.server, '{port}']\n"
+                               "    args: [--api-key, verysecretvalue1]\npolicies: [binary]"),
+     "- name: s1", ["servers.0", "args holds a credential"]),
+    ("server_env_secret", sub("policies: [binary]", "servers:\n  - name: s1\n"
+                              "    command: [python, -m, http.server, '{port}']\n"
+                              "    env: {HF_TOKEN: hf_abcdefghijklmnop}\npolicies: [binary]"),
+     "- name: s1", ["servers.0", "env.HF_TOKEN holds a credential"]),
+]
+
 out = Path(__file__).parent / "scenarios"
 for stem, body, marker, expects in CASES:
     text = body.replace("  path: .\n", f"  path: {stem}.yaml\n")

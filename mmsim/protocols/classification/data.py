@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from mmsim.data import safeio
 from mmsim.data.files import png_bytes, write_once
 from mmsim.data.sample import Sample
 from mmsim.errors import DataError
@@ -363,7 +364,7 @@ def read_class_list(path: Path) -> ClassList:
     keys: list[str] = []
     names: list[str] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = safeio.read_text(path, encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the class list: {exc}", where=str(path)) from None
     for no, raw in enumerate(lines, 1):
@@ -405,7 +406,7 @@ def read_relabel_csv(path: Path) -> list[RelabelRow]:
     proposed labels are comma-separated inside one quoted field, or spill over into the
     following fields when unquoted; an empty field means no proposal)."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = safeio.read_text(path, encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the label file: {exc}", where=str(path)) from None
     rows: list[RelabelRow] = []
@@ -442,7 +443,7 @@ def read_real_json(path: Path) -> list[list[int]]:
     """Read a ReaL-style ``real.json``: a JSON list (one entry per validation image, in
     file-name order) of lists of class indices; an empty list means no valid label."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(safeio.read_text(path, encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read the ReaL label file: {exc}", where=str(path)) from None
     if not isinstance(data, list):
@@ -462,7 +463,7 @@ def read_original_labels(path: Path) -> list[tuple[str | None, str]]:
     ``val.txt``); labels are indices, keys or names (resolved by the caller)."""
     out: list[tuple[str | None, str]] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = safeio.read_text(path, encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read the original labels: {exc}", where=str(path)) from None
     for raw in lines:
@@ -539,6 +540,10 @@ def load_imagenet_labels(options: dict[str, Any], *, base_dir: Path, cache_dir: 
                             "class list)", where=where)
         return name
 
+    def _image(img: Path, where: str) -> Image:  # no device, pipe or oversized file
+        safeio.check_regular(img, safeio.MAX_IMAGE_BYTES, what=f"image file {img}", where=where)
+        return Image.from_path(img)
+
     items: list[Sample] = []
     if fmt == "csv":
         for row in read_relabel_csv(label_path):
@@ -551,7 +556,7 @@ def load_imagenet_labels(options: dict[str, Any], *, base_dir: Path, cache_dir: 
             original = resolve(row.original, where)
             proposed = tuple(dict.fromkeys(resolve(x, where) for x in row.proposed))
             labels = proposed or ((original,) if empty == "original" else ())
-            items.append(make_item(row.id, Image.from_path(img), original, labels))
+            items.append(make_item(row.id, _image(img, where), original, labels))
     else:
         if "original" not in options:
             raise DataError("a ReaL label file needs 'original' (the original labels)",
@@ -577,7 +582,7 @@ def load_imagenet_labels(options: dict[str, Any], *, base_dir: Path, cache_dir: 
                 raise DataError(f"class index {bad[0]} out of range ({len(cl.names)} "
                                 "classes)", where=str(label_path), field=str(i))
             original = resolve(orig, f"{orig_path}:{i + 1}")
-            items.append(make_item(img.stem, Image.from_path(img), original,
+            items.append(make_item(img.stem, _image(img, str(img)), original,
                                    [cl.names[x] for x in idx]))
     if not items:
         raise DataError("no labelled images", where=str(label_path))

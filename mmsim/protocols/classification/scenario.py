@@ -22,7 +22,7 @@ from mmsim.spec import (
     named_shorthand,
 )
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ClsDatasetSpec(DatasetSpec):
@@ -123,7 +123,7 @@ class ClassificationScenario(ScenarioModel):
     kind: Literal["classification"] = "classification"
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     dataset: ClsDatasetSpec = ClsDatasetSpec()
     models: list[AgentSpec] = Field(min_length=1)
     encoders: list[EncoderSpec] = Field(default_factory=lambda: [EncoderSpec(name="string")],

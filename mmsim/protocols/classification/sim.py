@@ -65,7 +65,7 @@ class SimView:
 class ClassifierSimParams(BaseModel):
     """Parameters of a simulated classifier (``params:`` of a ``backend: sim`` model)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     skill: float = 1.0
     discrimination: float = Field(3.0, gt=0)
     base: float = 7.0

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from mmsim.data import safeio
 from mmsim.data.mathverse import (
     check_options,
     image_from_file,
@@ -137,7 +138,8 @@ def _mme_folder(root: Path, limit: int | None) -> list[Sample]:
             if image is None:
                 raise DataError(f"no image for {txt.name} in {folder}", where=str(txt))
             img = image_from_file(image, where=str(txt), field="image")
-            lines = [ln for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            lines = [ln for ln in safeio.read_text(txt, encoding="utf-8").splitlines()
+                     if ln.strip()]
             for j, line in enumerate(lines):
                 q, tab, a = line.rpartition("\t")
                 if not tab:
@@ -218,7 +220,7 @@ def load_realworldqa(options: dict[str, Any], *, base_dir: Path, cache_dir: Path
     rows: list[tuple[Path, int, dict[str, Any], Any]] = []
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(safeio.read_text(path, encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DataError(f"not a readable JSON list ({exc})", where=str(path)) from None
         if not isinstance(data, list):
@@ -293,7 +295,7 @@ def load_cvrr(options: dict[str, Any], *, base_dir: Path, cache_dir: Path,
         if wanted and dim not in wanted:
             continue
         try:
-            rows = json.loads(f.read_text(encoding="utf-8"))
+            rows = json.loads(safeio.read_text(f, encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DataError(f"not a readable JSON list ({exc})", where=str(f)) from None
         if not isinstance(rows, list):

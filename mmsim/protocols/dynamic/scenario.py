@@ -16,7 +16,7 @@ from mmsim.protocols.dynamic.families import DEFAULT_TASKS, TASK_FAMILIES
 from mmsim.registry import Registry, did_you_mean
 from mmsim.spec import AgentSpec, DatasetSpec, RunSpec, ScenarioModel, ServerSpec, check_servers
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DynDatasetSpec(DatasetSpec):
@@ -79,7 +79,7 @@ class DynamicScenario(ScenarioModel):
     kind: Literal["dynamic"] = "dynamic"
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     dataset: DynDatasetSpec = DynDatasetSpec()
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS), min_length=1)
     models: list[AgentSpec] = Field(min_length=1)

@@ -56,7 +56,7 @@ class DynView:
 class DynamicSimParams(BaseModel):
     """Parameters of a simulated model or judge in a dynamic-evaluation scenario."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     # models
     skill: float = 1.0
     discrimination: float = Field(1.5, gt=0)

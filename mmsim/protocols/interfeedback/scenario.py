@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from mmsim.policies import POLICIES
+from mmsim.policies.base import policy_options
 from mmsim.registry import did_you_mean
 from mmsim.spec import STRICT as _STRICT
 from mmsim.spec import (
@@ -48,6 +49,30 @@ class PolicySpec(BaseModel):
         else:
             _check_policy(self.policy or self.name)
         return self
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Option keys the policies of this spec declared (``@policy(options=...)``): an
+        unknown one (``txt:`` for ``text:``) is refused, with a did-you-mean."""
+        d = info.data
+        rounds = d.get("schedule") or [d.get("policy") or d.get("name")]
+        allowed: set[str] = set()
+        for name in rounds:
+            if not isinstance(name, str) or name not in POLICIES:
+                return v  # (an unknown policy is reported by its own check)
+            declared = policy_options(POLICIES.get(name))
+            if declared is None:
+                return v  # a policy that did not say takes any option
+            allowed.update(declared)
+        for k in v:
+            if k not in allowed:
+                known = sorted(allowed)
+                raise ValueError(f"@+{k} unknown option {k!r} for policy "
+                                 f"{'/'.join(dict.fromkeys(rounds))!r}"
+                                 f"{did_you_mean(str(k), known)}; allowed: "
+                                 f"{', '.join(known) or 'none'}")
+        return v
 
     @property
     def rounds(self) -> list[str]:
@@ -117,7 +142,7 @@ class Scenario(ScenarioModel):
     model_config = _STRICT
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     dataset: DatasetSpec
     receivers: list[AgentSpec] = Field(min_length=1)
     providers: list[AgentSpec] = Field(min_length=1)

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
+from mmsim.data import safeio
 from mmsim.data.files import png_bytes, write_once
 from mmsim.data.mathverse import check_options, image_from_file, resolve_data_path, row_where
 from mmsim.data.sample import Sample
@@ -95,7 +96,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, row)`` of a JSONL file (blank lines skipped)."""
     out: list[tuple[int, dict[str, Any]]] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = safeio.read_text(path, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"not a readable UTF-8 JSONL file ({exc})", where=str(path)) from None
     for n, line in enumerate(text.splitlines(), 1):

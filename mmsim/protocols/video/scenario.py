@@ -14,7 +14,7 @@ from mmsim.protocols.video.data import VIDEO_DATASETS
 from mmsim.registry import Registry
 from mmsim.spec import AgentSpec, DatasetSpec, RunSpec, ScenarioModel, ServerSpec, check_servers
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 # The published SEED-Bench-R1 instruction, appended to the problem text.
 PROMPT = ("{problem} Output the thinking process in <think> </think> and final answer in "
@@ -80,7 +80,7 @@ class VideoScenario(ScenarioModel):
     kind: Literal["video"] = "video"
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     dataset: VideoDatasetSpec = VideoDatasetSpec()
     frames: FramesSpec = FramesSpec()
     prompt: str = PROMPT

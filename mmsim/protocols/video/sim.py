@@ -35,7 +35,7 @@ from mmsim.messages import Usage
 
 
 class VideoSimParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     skill: float = 0.5
     discrimination: float = Field(1.5, gt=0)
     level_skill: dict[str, float] = Field(default_factory=lambda: {"L2": -0.5, "L3": -1.0})
