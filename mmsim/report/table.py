@@ -22,11 +22,13 @@ def headline(metrics: dict[str, Any]) -> str:
     correction rate with its interval, chance-adjusted) and how many episodes failed."""
     cells = [c for c in metrics.get("cells", []) if c.get("n_test")
              and (c.get("correction_rate") or {}).get("value") is not None]
-    failed = sum(int(c.get("failed", 0)) for c in metrics.get("cells", []))
+    failed = sum(int(c.get("failed", 0)) for c in metrics.get("cells", [])) + \
+        sum(int(a.get("failed", 0)) for a in metrics.get("agents", []))
     sim = " [simulated agents]" if metrics.get("simulated") else ""
     name = metrics.get("name")
     if not cells:
-        return f"{name}: no cell has errors to correct (N_test = 0); {failed} failed{sim}"
+        return (f"{name}: no cell has errors to correct (N_test = 0); {failed} episodes "
+                f"failed{sim}")
     best = max(cells, key=lambda c: (c["correction_rate"]["value"], c["n_test"]))
     ci = Col("c", "ci")
     return (f"{name}: best of {len(metrics['cells'])} cells is {best['receiver']} / "

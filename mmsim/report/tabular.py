@@ -28,6 +28,7 @@ from typing import Any, Literal
 from rich import box
 from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -278,13 +279,12 @@ def compact_lines(tab: Tab, width: int) -> list[Text]:
         line = _fit_line(labels[k], label_w, False) + "".join(
             SEP + _fit_line(row[i], widths[i], right[i]) for i in shown)
         lines.append(Text(line.rstrip()))
+    if tab.caption:
+        lines += [Text(x, style="dim") for x in _wrap(tab.caption, max(width, 20))]
     hidden = len(tab.columns) - len(keys) - len(shown)
-    caption = tab.caption
     if hidden:
-        caption = (caption + " " if caption else "") + \
-            f"({hidden} more column{'s' if hidden > 1 else ''}: --wide)"
-    if caption:
-        lines += [Text(x, style="dim") for x in _wrap(caption, max(width, 20))]
+        lines.append(Text(f"({hidden} more column{'s' if hidden > 1 else ''}: --wide)",
+                          style="dim"))
     return lines
 
 
@@ -308,8 +308,14 @@ def print_document(doc: Document, console: Console, *, wide: bool = False,
             continue
         if wide:
             t = _rich_full(tab)
-            need = console.measure(t).maximum
-            console.print(t, width=max(console.width, need), crop=False)
+            need = Measurement.get(console, console.options.update_width(100_000),
+                                   t).maximum
+            old = console.width  # print(width=) cannot go past the console's width
+            console.width = max(old, need)
+            try:
+                console.print(t, crop=False)
+            finally:
+                console.width = old
         elif tab.compact:
             console.print()
             for line in compact_lines(tab, console.width):
