@@ -288,10 +288,17 @@ def compact_lines(tab: Tab, width: int) -> list[Text]:
     return lines
 
 
-def console_for(width: int | None = None, *, stderr: bool = False) -> Console:
-    """A console that honours ``COLUMNS`` and the terminal's width, piped or not (rich
-    reads ``COLUMNS``; a pipe without it gets 80 columns, never a fixed 200)."""
-    return Console(width=width, stderr=stderr)
+def print_natural(console: Console, renderable: Any) -> None:
+    """Print ``renderable`` at the width it needs (at least the console's): tables are
+    never squeezed or cut; a terminal narrower than that wraps or scrolls them."""
+    need = Measurement.get(console, console.options.update_width(100_000),
+                           renderable).maximum
+    old = console.width  # print(width=) cannot go past the console's width
+    console.width = max(old, need)
+    try:
+        console.print(renderable, crop=False)
+    finally:
+        console.width = old
 
 
 def print_document(doc: Document, console: Console, *, wide: bool = False,
@@ -307,15 +314,7 @@ def print_document(doc: Document, console: Console, *, wide: bool = False,
         if not tab.rows:
             continue
         if wide:
-            t = _rich_full(tab)
-            need = Measurement.get(console, console.options.update_width(100_000),
-                                   t).maximum
-            old = console.width  # print(width=) cannot go past the console's width
-            console.width = max(old, need)
-            try:
-                console.print(t, crop=False)
-            finally:
-                console.width = old
+            print_natural(console, _rich_full(tab))
         elif tab.compact:
             console.print()
             for line in compact_lines(tab, console.width):
@@ -420,5 +419,6 @@ FORMATS: dict[str, Callable[[Document], str]] = {"markdown": to_markdown, "latex
 
 
 __all__ = ["DASH", "FORMATS", "NEVER_COMPACT", "SIMULATED", "Col", "Document", "Note", "Tab",
-           "console_for", "fmt", "latex_escape", "pick", "print_document", "sim_note",
+           "fmt", "latex_escape", "pick", "print_document", "print_natural",
+           "sim_note",
            "to_csv", "to_latex", "to_markdown"]
