@@ -77,11 +77,28 @@ err = Console(stderr=True)
 out = Console(width=terminal_width())
 
 
+#: ``--log-format json``: every line on stderr is a JSON object (no progress bar, and the
+#: run's own lines become events), so a log collector never meets a line for people
+_json_stderr = False
+
+
+def _say(text: str, event: str = "note", level: str = "info") -> None:
+    """A line for the user on stderr: as is, or as a JSON object under --log-format json."""
+    if _json_stderr:
+        sys.stderr.write(json.dumps({"event": event, "level": level, "message": text}) + "\n")
+        sys.stderr.flush()
+    else:
+        err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def _fail(exc: UserError | StoreError) -> typer.Exit:
     """Exit 2 for bad input (UserError), 3 for a store that cannot be written (StoreError:
     locked, disk full; rerunning resumes) — one line on stderr, never a traceback."""
-    err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False,
-              soft_wrap=True)
+    if _json_stderr:
+        _say(exc.one_line(), "error", "error")
+    else:
+        err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False,
+                  soft_wrap=True)
     return typer.Exit(EXIT_STORE if isinstance(exc, StoreError) else EXIT_USER)
 
 
@@ -153,6 +170,10 @@ def run(
     if log_format not in ("human", "json"):
         raise _fail(UserError("must be 'human' or 'json'", where="--log-format"))
     mlog.configure(log_level, json=log_format == "json")
+    global _json_stderr
+    _json_stderr = log_format == "json"
+    if _json_stderr:
+        progress = False
     try:
         _plugins(plugin)
         ex = make_executor(executor, address=ray_address, workers=ray_workers,
@@ -168,22 +189,21 @@ def run(
     except (UserError, StoreError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
-        err.print("interrupted: finished episodes are saved; resume with: "
-                  f"{_same_command()}", markup=False, highlight=False, soft_wrap=True)
+        _say("interrupted: finished episodes are saved; resume with: "
+             f"{_same_command()}", "run.interrupted", "warning")
         raise typer.Exit(130) from None
     if result.interrupted is not None:
         name = signal.Signals(result.interrupted).name
-        err.print(f"interrupted ({name}): {result.played + result.skipped} episodes saved in "
-                  f"{run_dir}; resume with: {_same_command()}", markup=False,
-                  highlight=False, soft_wrap=True)
+        _say(f"interrupted ({name}): {result.played + result.skipped} episodes saved in "
+             f"{run_dir}; resume with: {_same_command()}", "run.interrupted", "warning")
         raise typer.Exit(128 + result.interrupted)
     _finish(result, run_dir, proto, wide=wide)
     for note in result.notes:
-        err.print(note, highlight=False, soft_wrap=True, markup=False)
+        _say(note)
     if result.failed and not allow_failed:
-        err.print(f"{result.failed} episodes failed permanently (see the report's failed "
-                  "column; rerunning plays them again): exit 4 (--allow-failed: exit 0)",
-                  markup=False, highlight=False, soft_wrap=True)
+        _say(f"{result.failed} episodes failed permanently (see the report's failed column; "
+             "rerunning plays them again): exit 4 (--allow-failed: exit 0)", "run.failed",
+             "error")
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -209,10 +229,10 @@ def _finish(result: Any, run_dir: Path, proto: Any, *, wide: bool) -> None:
         metrics = proto.metrics(store)
     finally:
         store.close()
-    err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
-              f"{result.skipped} already done, {result.failed} failed, "
-              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
-              soft_wrap=True, highlight=False, markup=False)
+    _say(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
+         f"{result.skipped} already done, {result.failed} failed, "
+         f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
+         "run.summary")
     _print_tables(proto, metrics, wide=wide)
 
 

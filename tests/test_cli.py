@@ -280,7 +280,8 @@ def test_run_fits_the_terminal_and_exit_codes(tmp_path: Path) -> None:
     r = run_cli("run", str(failing), "--out", str(tmp_path / "f2"), "--no-progress",
                 "--allow-failed", "--log-format", "json")
     assert r.returncode == 0, r.stderr
-    logs = [x for x in r.stderr.splitlines() if "episode.failed" in x]
-    assert len(logs) == 3 and all(json.loads(x)["event"] == "episode.failed" for x in logs)
+    lines = [json.loads(x) for x in r.stderr.splitlines()]  # every stderr line is JSON
+    assert [x["event"] for x in lines].count("episode.failed") == 3
+    assert any(x["event"] == "run.summary" for x in lines)
     r = run_cli("run", str(failing), "--out", str(tmp_path / "f3"), "--log-format", "xml")
     assert r.returncode == 2 and "--log-format" in r.stderr
