@@ -310,3 +310,34 @@ def test_html_page_starts_with_the_headline(runs: dict[str, Any], tmp_path: Path
     html, _ = build_html([runs["dynamic_eval"]["dir"]], max_episodes=5)
     top = html[html.index('<header id="top">'):html.index("</header>")]
     assert escape(runs["dynamic_eval"]["doc"].headline) in top
+
+
+def test_transcripts_show_protocol_results_as_fields(runs: dict[str, Any]) -> None:
+    """Dynamic and video episodes show their scored result as named fields (score,
+    reward, answer, gold), not as a raw JSON line."""
+    import json
+
+    from mmsim.report.html import build_html
+
+    for name, key in (("dynamic_eval", "score"), ("video_levels", "reward")):
+        html, _ = build_html([runs[name]["dir"]], max_episodes=30)
+        blob = html.split('id="mmsim-data">', 1)[1].split("</script>", 1)[0]
+        data = json.loads(blob.replace("\\u003c", "<").replace("\\u003e", ">")
+                          .replace("\\u0026", "&"))
+        results = [ev for ep in data["episodes"] for ev in ep["events"]
+                   if ev["t"] == "result"]
+        assert results, name
+        store = RunStore.open(runs[name]["dir"], create=False)
+        try:
+            for ep in data["episodes"][:10]:
+                stored = [m for m in store.messages(ep["id"])
+                          if m["kind"] in ("dyn_result", "video_result")]
+                shown = [dict(ev["fields"]) for ev in ep["events"] if ev["t"] == "result"]
+                assert len(stored) == len(shown)
+                for m, f in zip(stored, shown, strict=True):
+                    if m.get(key) is not None:
+                        assert float(f[key]) == pytest.approx(m[key], rel=1e-2)
+                    if m.get("answer") is not None:
+                        assert f["answer"] == m["answer"]
+        finally:
+            store.close()
