@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import sys
@@ -17,17 +18,77 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
+from mmsim._version import __version__
 from mmsim.errors import StoreError, UserError
 
 if TYPE_CHECKING:
     from mmsim.runtime import Progress
     from mmsim.store import RunStore
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Interactive evaluation of multimodal models as simulations.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Interactive evaluation of multimodal models as simulations. "
+                  "Exit codes: 0 done, 2 bad input, 3 store not writable, 4 episodes "
+                  "failed (--allow-failed: 0), 130 interrupted (docs/cli.md).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mmsim.runtime.manifest import build_info
+
+        info = build_info()
+        commit = info.get("git_commit")
+        sys.stdout.write(f"mmsim {__version__}" + (f" ({commit[:12]})" if commit else "")
+                         + "\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print mmsim's version (and the git commit it was built from) and exit.")]
+        = False) -> None:
+    """Interactive evaluation of multimodal models as simulations."""
+
+#: exit codes (docs/cli.md): 0 done; 1 an unexpected error (a bug: traceback); 2 bad input;
+#: 3 a store that cannot be written; 4 episodes failed permanently (infrastructure errors
+#: after their retries; rerunning plays them again; --allow-failed exits 0);
+#: 128+N stopped by signal N (130: Ctrl-C)
+EXIT_OK, EXIT_USER, EXIT_STORE, EXIT_FAILED = 0, 2, 3, 4
+
+
+def terminal_width() -> int | None:
+    """The width tables are laid out for: ``COLUMNS`` when set, else the terminal's (of
+    stdout, stderr or stdin: output piped from a terminal still fits it), else None
+    (rich's default, 80)."""
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return int(cols)
+    for fd in (1, 2, 0):
+        try:
+            return os.get_terminal_size(fd).columns or None
+        except OSError:
+            continue
+    return None
+
+
 err = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 200)
+out = Console(width=terminal_width())
+
+
+#: ``--log-format json``: every line on stderr is a JSON object (no progress bar, and the
+#: run's own lines become events), so a log collector never meets a line for people
+_json_stderr = False
+
+
+def _say(text: str, event: str = "note", level: str = "info") -> None:
+    """A line for the user on stderr: as is, or as a JSON object under --log-format json."""
+    if _json_stderr:
+        sys.stderr.write(json.dumps({"event": event, "level": level, "message": text}) + "\n")
+        sys.stderr.flush()
+    else:
+        err.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _fail(exc: UserError | StoreError) -> typer.Exit:
@@ -35,9 +96,12 @@ def _fail(exc: UserError | StoreError) -> typer.Exit:
     locked, disk full; rerunning resumes) — one line on stderr, never a traceback."""
     from mmsim.redaction import scrub
 
-    err.print(f"[bold red]error:[/] {escape(scrub(exc.one_line()))}", highlight=False,
-              soft_wrap=True)
-    return typer.Exit(3 if isinstance(exc, StoreError) else 2)
+    line = scrub(exc.one_line())
+    if _json_stderr:
+        _say(line, "error", "error")
+    else:
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_STORE if isinstance(exc, StoreError) else EXIT_USER)
 
 
 def _writable(path: Path, flag: str = "-o", *, makes_folders: bool = False) -> Path:
@@ -93,9 +157,14 @@ class _BarProgress:
 
 
 PluginOpt = Annotated[list[Path] | None, typer.Option(
-    "--plugin", help="Python file that registers policies/backends/datasets (repeatable).")]
+    "--plugin", metavar="FILE",
+    help="Python file that registers policies/backends/datasets (repeatable).")]
 SetOpt = Annotated[list[str] | None, typer.Option(
-    "--set", help="Override a scenario field: dotted.key=value (repeatable).")]
+    "--set", metavar="KEY=VALUE",
+    help="Override a scenario field: dotted.key=value (repeatable).")]
+WideOpt = Annotated[bool, typer.Option(
+    "--wide/--no-wide", help="Every column and table (else a summary that fits the "
+    "terminal's width: COLUMNS or the terminal's).")]
 
 
 @app.command()
@@ -107,7 +176,13 @@ def run(
     set_: SetOpt = None,
     plugin: PluginOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+    log_format: Annotated[str, typer.Option(help="Log lines on stderr: human or json "
+                          "(one JSON object a line).")] = "human",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    wide: WideOpt = False,
+    allow_failed: Annotated[bool, typer.Option(
+        "--allow-failed/--no-allow-failed", help="Exit 0 even when episodes failed "
+        "permanently (else exit 4).")] = False,
     executor: Annotated[str, typer.Option(help="Where episodes play: local (this process) "
                         "or ray (Ray actors; pip install 'mmsim[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto or "
@@ -121,7 +196,13 @@ def run(
     from mmsim.runtime.executors import make_executor
     from mmsim.scenario import load_scenario
 
-    mlog.configure(log_level)
+    if log_format not in ("human", "json"):
+        raise _fail(UserError("must be 'human' or 'json'", where="--log-format"))
+    mlog.configure(log_level, json=log_format == "json")
+    global _json_stderr
+    _json_stderr = log_format == "json"
+    if _json_stderr:
+        progress = False
     try:
         _plugins(plugin)
         ex = make_executor(executor, address=ray_address, workers=ray_workers,
@@ -137,18 +218,22 @@ def run(
     except (UserError, StoreError) as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
-        err.print("interrupted: finished episodes are saved; resume with: "
-                  f"{_same_command()}", markup=False, highlight=False, soft_wrap=True)
+        _say("interrupted: finished episodes are saved; resume with: "
+             f"{_same_command()}", "run.interrupted", "warning")
         raise typer.Exit(130) from None
     if result.interrupted is not None:
         name = signal.Signals(result.interrupted).name
-        err.print(f"interrupted ({name}): {result.played + result.skipped} episodes saved in "
-                  f"{run_dir}; resume with: {_same_command()}", markup=False,
-                  highlight=False, soft_wrap=True)
+        _say(f"interrupted ({name}): {result.played + result.skipped} episodes saved in "
+             f"{run_dir}; resume with: {_same_command()}", "run.interrupted", "warning")
         raise typer.Exit(128 + result.interrupted)
-    _finish(result, run_dir, proto.metrics, proto.print_table)
+    _finish(result, run_dir, proto, wide=wide)
     for note in result.notes:
-        err.print(note, highlight=False, soft_wrap=True, markup=False)
+        _say(note)
+    if result.failed and not allow_failed:
+        _say(f"{result.failed} episodes failed permanently (see the report's failed column; "
+             "rerunning plays them again): exit 4 (--allow-failed: exit 0)", "run.failed",
+             "error")
+        raise typer.Exit(EXIT_FAILED)
 
 
 R = TypeVar("R")
@@ -164,21 +249,31 @@ def _with_bar(progress: bool, play: Callable[[Progress], Awaitable[R]]) -> R:
         return anyio.run(play, prog)
 
 
-def _finish(result: Any, run_dir: Path, metrics_of: Callable[[RunStore], dict[str, Any]],
-            table: Callable[[dict[str, Any], Console], None]) -> None:
-    """After a run: read its metrics from the store, print the summary line and table."""
+def _finish(result: Any, run_dir: Path, proto: Any, *, wide: bool) -> None:
+    """After a run: read its metrics from the store, print the summary line and tables."""
     from mmsim.store import RunStore
 
     store = RunStore.open(run_dir, create=False)
     try:
-        metrics = metrics_of(store)
+        metrics = proto.metrics(store)
     finally:
         store.close()
-    err.print(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
-              f"{result.skipped} already done, {result.failed} failed, "
-              f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
-              soft_wrap=True, highlight=False)
-    table(metrics, out)
+    _say(f"run {result.run_id} in {run_dir}: {result.played} episodes played, "
+         f"{result.skipped} already done, {result.failed} failed, "
+         f"{result.elapsed_s:.1f} s" + (" (resumed)" if result.resumed else ""),
+         "run.summary")
+    _print_tables(proto, metrics, wide=wide)
+
+
+def _print_tables(proto: Any, metrics: dict[str, Any], *, wide: bool) -> None:
+    """The protocol's tables (its headline first), or its own ``print_table``."""
+    from mmsim.report.tabular import print_document
+
+    doc = proto.tables(metrics)
+    if doc is None:
+        proto.print_table(metrics, out)
+    else:
+        print_document(doc, out, wide=wide)
 
 
 @app.command()
@@ -208,26 +303,46 @@ def _run_kind(store: RunStore) -> str:
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(
         help="Run directory; several for --format html (one page, a section per run).")],
-    format: Annotated[str, typer.Option("--format", help="table, json or html")] = "table",
+    format: Annotated[str, typer.Option("--format", help="table (the terminal), json, "
+                      "html, markdown, latex (booktabs) or csv")] = "table",
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="Write to this file (html: default report.html).")] = None,
+        "-o", "--output", help="Write to this file (html: default report.html; csv: one "
+        "file per table, <stem>.<table>.csv, unless --table).")] = None,
+    table_name: Annotated[str | None, typer.Option(
+        "--table", help="markdown, latex, csv: only this table (its name, e.g. cells).")]
+        = None,
+    wide: Annotated[bool, typer.Option(
+        "--wide/--no-wide", help="table: every column and table (the default), or a "
+        "summary that fits the terminal's width.")] = True,
+    figures: Annotated[Path | None, typer.Option(
+        "--figures", metavar="DIR", help="Also write each chart of the HTML report to DIR "
+        "as SVG and PDF (PDF needs pip install 'mmsim[figures]').")] = None,
     max_episodes: Annotated[int, typer.Option(
         "--max-episodes", min=0, help="html: transcripts embedded per run (stratified "
         "by outcome).")] = 500,
     plugin: PluginOpt = None,
 ) -> None:
-    """Report a run's metrics: a table, one JSON object (docs/metrics.md), or a
-    self-contained HTML page with plots and a transcript viewer (docs/reports.md)."""
+    """Report a run's metrics: tables (terminal, markdown, LaTeX, CSV), one JSON object
+    (docs/metrics.md), or a self-contained HTML page with plots and a transcript viewer
+    (docs/reports.md)."""
     from mmsim.report.html import write_html
     from mmsim.runtime import PROTOCOLS
     from mmsim.store import RunStore
 
-    if format not in ("table", "json", "html"):
-        raise _fail(UserError("must be 'table', 'json' or 'html'", where="--format"))
+    formats = ("table", "json", "html", "markdown", "latex", "csv")
+    if format not in formats:
+        raise _fail(UserError("must be one of " + ", ".join(formats), where="--format"))
     try:
         _plugins(plugin)
         if output is not None or format == "html":
-            _writable(output or Path("report.html"), makes_folders=format == "html")
+            _writable(output or Path("report.html"), makes_folders=True)
+        if figures is not None:
+            from mmsim.report.figures import write_figures
+
+            written, pdf_note = write_figures(list(run_dirs), figures)
+            err.print(f"wrote {len(written)} figure files to {figures}"
+                      + (f" ({pdf_note})" if pdf_note else ""), markup=False,
+                      highlight=False, soft_wrap=True)
         if format == "html":
             dest = output or Path("report.html")
             try:
@@ -238,9 +353,9 @@ def report(
                       f"{info.episodes_embedded} of {info.episodes_total} episodes embedded, "
                       f"{info.images} images", highlight=False, soft_wrap=True)
             return
-        if format == "json" and len(run_dirs) > 1:
-            raise UserError("--format json takes one RUN_DIR (use --format html for several)",
-                            where="RUN_DIR")
+        if format != "table" and len(run_dirs) > 1:
+            raise UserError(f"--format {format} takes one RUN_DIR (use --format html for "
+                            "several)", where="RUN_DIR")
         results = []
         for run_dir in run_dirs:
             store = RunStore.open(run_dir, create=False)
@@ -252,17 +367,54 @@ def report(
     except UserError as exc:
         raise _fail(exc) from None
     if format == "json":
-        text = json.dumps(results[0][1], indent=2, sort_keys=False) + "\n"
-        if output is not None:
-            try:
-                output.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise _write_failed(exc, output) from None
-        else:
-            sys.stdout.write(text)
-    else:
+        _emit(json.dumps(results[0][1], indent=2, sort_keys=False) + "\n", output)
+    elif format == "table":
         for proto, metrics in results:
-            proto.print_table(metrics, out)
+            _print_tables(proto, metrics, wide=wide)
+    else:
+        _export_tables(results[0][0], results[0][1], format, output, table_name)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None or str(output) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _write_failed(exc, output) from None
+
+
+def _export_tables(proto: Any, metrics: dict[str, Any], format: str, output: Path | None,
+                   table_name: str | None) -> None:
+    """A run's tables as markdown, LaTeX or CSV (docs/reports.md)."""
+    from mmsim.report import tabular
+
+    doc = proto.tables(metrics)
+    if doc is None:
+        raise _fail(UserError(f"protocol {proto.name!r} declares no tables (only --format "
+                              "table or json)", where="--format"))
+    try:
+        tabs = tabular.pick(doc, table_name)
+    except KeyError as exc:
+        raise _fail(UserError(f"no table {table_name!r}; tables: {exc.args[0]}",
+                              where="--table")) from None
+    picked = tabular.Document(doc.headline, tabs, doc.notes, doc.footer)
+    if format in tabular.FORMATS:
+        _emit(tabular.FORMATS[format](picked), output)
+        return
+    if len(tabs) == 1:
+        _emit(tabular.to_csv(tabs[0]), output)
+        return
+    if output is None or str(output) == "-":  # several tables on stdout: a comment each
+        _emit("\n".join(f"# {t.name}: {t.title}\n" + tabular.to_csv(t) for t in tabs), None)
+        return
+    for t in tabs:
+        dest = output.with_name(f"{output.stem}.{t.name}.csv")
+        _emit(tabular.to_csv(t), dest)
+        err.print(f"{t.name}: {len(t.rows)} rows -> {dest}", markup=False,
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -391,10 +543,10 @@ def list_(plugin: PluginOpt = None) -> None:
     regs += [r for name in PROTOCOLS.names() for r in PROTOCOLS.get(name).registries]
     for title, reg in regs:
         t = Table(title=title, title_justify="left", show_header=False)
-        t.add_column("name", style="bold")
-        t.add_column("description")
+        t.add_column("name", style="bold", no_wrap=True)
+        t.add_column("description", overflow="fold")
         for name, doc in reg.describe():
-            t.add_row(name, doc)
+            t.add_row(Text(name), Text(doc))  # Text: brackets (mmsim[ray]) shown as they are
         out.print(t)
     from mmsim.data.presets import PRESETS
 

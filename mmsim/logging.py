@@ -1,4 +1,5 @@
-"""structlog set-up: human-readable on a terminal, JSON lines otherwise (to stderr)."""
+"""structlog set-up: log lines on stderr, human-readable unless JSON is asked for
+(``mmsim run --log-format json``), never both in one run."""
 
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ def _scrub(logger: object, method: str, event: MutableMapping[str, Any]
     return event
 
 
-def configure(level: str = "info", *, json: bool | None = None) -> None:
-    if json is None:
-        json = not sys.stderr.isatty()
+def configure(level: str = "info", *, json: bool = False) -> None:
+    """Log at ``level`` and above to stderr: ``key=value`` lines for people, or one JSON
+    object a line with ``json=True``."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json
         else structlog.dev.ConsoleRenderer(colors=False))

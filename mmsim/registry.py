@@ -32,6 +32,13 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph on one line (what ``mmsim list`` shows: a sentence
+    that wraps onto a second docstring line is not cut)."""
+    para = doc.strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in para.splitlines())
+
+
 class Registry(Generic[T]):
     """Name -> object. ``kind`` names what is registered, for error messages.
 
@@ -56,7 +63,7 @@ class Registry(Generic[T]):
         if name in self._items and not replace and self._items[name] is not obj:
             raise PluginError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
-        self._docs[name] = doc or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
+        self._docs[name] = doc or first_paragraph(getattr(obj, "__doc__", None) or "")
         return obj
 
     def decorator(self, name: str, *, doc: str = "") -> Callable[[T], T]:

@@ -373,9 +373,12 @@ def test_cli_run_and_report_json(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = run_cli("run", str(scn), "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
+    assert "SIMULATED" in r.stdout and "MC-4" in r.stdout  # the summary that fits
+    r = run_cli("run", str(scn), "--out", str(out), "--no-progress", "--wide")
+    assert r.returncode == 0, r.stderr
     for text in ("SIMULATED", "MC-4 random", "rand−hard", "off-list", "order std",
-                 "single→multi", "good", "poor"):
-        assert text in r.stdout
+                 "closed single", "closed multi", "good", "poor"):
+        assert text in r.stdout, text
     rep = run_cli("report", str(out), "--format", "json")
     assert rep.returncode == 0, rep.stderr
     m = json.loads(rep.stdout)

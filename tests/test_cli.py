@@ -218,3 +218,70 @@ def test_validate_checks_agent_params_without_building_anything(tmp_path: Path) 
                  "params: {nope: 1}}\n")
     r = run_cli("validate", str(c))
     assert r.returncode == 2 and "models.0.params.nope" in r.stderr, r.stderr
+
+
+def test_version_help_and_list_show_text_literally() -> None:
+    from mmsim import __version__
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith(f"mmsim {__version__}")
+    env_cols = {"COLUMNS": "100"}
+    r = subprocess.run([sys.executable, "-m", "mmsim.cli", "run", "--help"], text=True,
+                       capture_output=True, cwd=ROOT, env={**os.environ, **env_cols,
+                                                           "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0
+    assert "mmsim[ray]" in r.stdout and "<bool>" not in r.stdout
+    assert "--progress / --no-progress" in r.stdout and "--wide / --no-wide" in r.stdout
+    assert "--allow-failed" in r.stdout and "--log-format" in r.stdout
+    r = run_cli("list")
+    assert r.returncode == 0
+    assert "mmsim[hf]" in r.stdout or "mmsim[vllm]" in r.stdout, r.stdout
+    for section in ("protocols", "video datasets", "classification datasets", "encoders"):
+        assert section in r.stdout
+    for name in ("seed-bench-r1", "synthetic-video", "interfeedback", "video"):
+        assert name in r.stdout
+    # a description spread over two docstring lines is shown whole, not cut mid-sentence
+    flat = " ".join(r.stdout.replace("│", " ").split())
+    from mmsim.protocols.video.data import VIDEO_DATASETS
+
+    for _, doc in VIDEO_DATASETS.describe():
+        assert doc.rstrip().endswith((".", ")")), doc
+        assert " ".join(doc.split()) in flat
+
+
+def test_run_fits_the_terminal_and_exit_codes(tmp_path: Path) -> None:
+    """COLUMNS is honoured with stdout piped; permanently failed episodes exit 4
+    (--allow-failed: 0); logs are human lines unless --log-format json."""
+    from rich.cells import cell_len
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for cols in ("80", "120"):
+        r = subprocess.run([sys.executable, "-m", "mmsim.cli", "run",
+                            "scenarios/interfeedback.yaml", "--limit", "10", "--out",
+                            str(tmp_path / "d"), "--no-progress"], text=True,
+                           capture_output=True, cwd=ROOT, env={**env, "COLUMNS": cols},
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        widths = [cell_len(x) for x in r.stdout.splitlines()]
+        assert max(widths) <= int(cols) and max(widths) > int(cols) - 10
+        assert r.stdout.startswith("interfeedback: best of 24 cells is ")
+    failing = tmp_path / "failing.yaml"
+    failing.write_text(
+        "name: failing\ndataset: {name: synthetic, size: 3, seed: 1}\nreceivers:\n"
+        "  - {name: r, backend: openai, params: {model: m, base_url: 'http://127.0.0.1:9/v1',"
+        " max_retries: 0, timeout_s: 0.5}}\nproviders:\n  - {name: p, backend: sim}\n"
+        "policies: [binary]\n")
+    r = run_cli("run", str(failing), "--out", str(tmp_path / "f"), "--no-progress",
+                "--log-level", "info")
+    assert r.returncode == 4, r.stderr
+    assert "3 episodes failed permanently" in r.stderr and "Traceback" not in r.stderr
+    assert not any(x.lstrip().startswith("{") for x in r.stderr.splitlines())
+    assert "episode.failed" in r.stderr
+    r = run_cli("run", str(failing), "--out", str(tmp_path / "f2"), "--no-progress",
+                "--allow-failed", "--log-format", "json")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stderr.splitlines()]  # every stderr line is JSON
+    assert [x["event"] for x in lines].count("episode.failed") == 3
+    assert any(x["event"] == "run.summary" for x in lines)
+    r = run_cli("run", str(failing), "--out", str(tmp_path / "f3"), "--log-format", "xml")
+    assert r.returncode == 2 and "--log-format" in r.stderr

@@ -393,7 +393,9 @@ def test_terminal_end_of_input_fails_clearly(tmp_path: Path) -> None:
     p = _scenario(tmp_path, size=8)
     proc = run_cli("run", str(p), "--out", str(tmp_path / "eof"),
                    "--set", "providers.0.channel=terminal")  # stdin: nothing (EOF)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # the run finishes; its episodes that had no person failed: exit 4 (docs/cli.md)
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "episodes failed permanently" in proc.stderr
     store = RunStore.open(tmp_path / "eof", create=False)
     try:
         errs = [e["error"] for e in store.episodes("feedback") if e["status"] == "failed"]

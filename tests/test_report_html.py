@@ -401,3 +401,72 @@ def test_the_report_has_a_content_security_policy(tmp_path: Path) -> None:
     for text, kind in ((scripts[0], "script-src"), (styles[0], "style-src")):
         digest = base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
         assert f"{kind} 'sha256-{digest}'" in csp
+
+
+LONG = """
+name: long-names
+seed: 2
+dataset: {name: synthetic, size: 24, seed: 4}
+receivers:
+  - {name: receiver-with-a-really-long-descriptive-name-v2, backend: sim, params: {skill: 0.2}}
+  - {name: another-receiver-whose-name-goes-on-and-on, backend: sim, params: {skill: -0.4}}
+providers:
+  - {name: sim-provider-careful-and-detailed-long-name, backend: sim, params: {skill: 2.0}}
+  - {name: sim-provider-sloppy-with-an-even-longer-name-x, backend: sim, params: {skill: 1.0}}
+policies: [binary, detailed, {name: detailed-then-reveal-long-policy,
+  schedule: [detailed, detailed, reveal]}, retry]
+protocol: {max_rounds: 3}
+run: {bootstrap: 100}
+"""
+
+#: marks every SVG text that reaches outside its chart (transforms included), and every
+#: chart wider than the page, as the page lays them out
+_CLIP_PROBE = """<script>
+window.addEventListener('load', () => setTimeout(() => {
+  const bad = [];
+  document.querySelectorAll('svg').forEach((svg) => {
+    const s = svg.getBoundingClientRect();
+    if (s.width === 0) return;
+    if (s.right > document.documentElement.clientWidth + 1)
+      bad.push('wide:' + svg.getAttribute('aria-label'));
+    svg.querySelectorAll('text').forEach((t) => {
+      const r = t.getBoundingClientRect();
+      if (r.left < s.left - 1 || r.right > s.right + 1 || r.top < s.top - 1 ||
+          r.bottom > s.bottom + 1) bad.push(t.textContent);
+    });
+  });
+  document.body.setAttribute('data-clipped', JSON.stringify(bad));
+}, 50));
+</script>"""
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1400, 800])
+def test_long_names_never_clip_in_a_browser(tmp_path: Path, width: int) -> None:
+    """Every chart's labels and legends stay inside the chart, and no chart is wider than
+    the page, at 1,400 and 800 px, with long agent and policy names; a screenshot of each
+    width is kept (printed path)."""
+    from html import unescape
+
+    from PIL import Image
+
+    from mmsim.report.html import build_html
+
+    run_dir = _run(tmp_path, LONG, "long")
+    html, _ = build_html([run_dir], max_episodes=20)
+    page = tmp_path / "long.html"
+    page.write_text(html.replace("</body>", _CLIP_PROBE + "</body>"), encoding="utf-8")
+    url = page.resolve().as_uri()
+    dom = _chromium(tmp_path, f"--window-size={width},1200", "--virtual-time-budget=3000",
+                    "--dump-dom", url)
+    m = re.search(r'data-clipped="([^"]*)"', dom)
+    assert m is not None, "the probe did not run"
+    assert json.loads(unescape(m.group(1))) == []
+    assert dom.count("<svg") >= 5
+    shot = tmp_path / f"long-{width}.png"
+    _chromium(tmp_path, f"--screenshot={shot}", f"--window-size={width},1600", url)
+    with Image.open(shot) as im:
+        assert im.size == (width, 1600)
+        colors = im.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colors is not None and len(colors) > 50
+    print(f"screenshot: {shot}")

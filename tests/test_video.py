@@ -271,7 +271,7 @@ def test_levels_concurrency_independent_and_sim_gap(tmp_path: Path) -> None:
     for out, conc in ((a, "1"), (b, "64")):
         r = run_cli("run", str(SCENARIO), "--out", str(out), "--no-progress", "--limit", "12",
                     "--set", f"run.concurrency={conc}", "--set", "rollouts.samples=4",
-                    "--set", "rollouts.k=[1,2,4]")
+                    "--set", "rollouts.k=[1,2,4]", "--wide")
         assert r.returncode == 0, r.stderr
     assert "Accuracy by level" in r.stdout and "L3 cross-env-task" in r.stdout
     assert "Rollouts: G=4" in r.stdout and "pass@4" in r.stdout and "SIMULATED" in r.stdout

@@ -62,7 +62,10 @@ def render_compare(result: dict[str, Any]) -> Group:
 
 
 def print_compare(result: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(render_compare(result))
+    from mmsim.report.tabular import print_natural
+
+    # every column at the width it needs (a terminal of 80 columns would squeeze them)
+    print_natural(console or Console(), render_compare(result))
 
 
 __all__ = ["print_compare", "render_compare"]

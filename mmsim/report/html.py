@@ -113,6 +113,16 @@ def _summary(ctxs: list[RunContext]) -> str:
     return "".join(parts)
 
 
+def headline(ctx: RunContext) -> str:
+    """The run's one-line finding (its protocol's tables' headline), or "" when its
+    protocol declares no tables."""
+    proto = protocol_of(ctx.manifest.get("kind"))
+    metrics = ctx.metrics if proto.generic_sections else \
+        ctx.cached(proto.name, lambda: proto.metrics(ctx.store))
+    doc = proto.tables(metrics)
+    return "" if doc is None else str(doc.headline)
+
+
 def build_html(run_dirs: list[Path], *, max_episodes: int = DEFAULT_MAX_EPISODES,
                thumb_px: int = 320, title: str | None = None) -> tuple[str, ReportInfo]:
     """The report page for ``run_dirs`` and figures about what it embeds."""
@@ -139,6 +149,7 @@ def build_html(run_dirs: list[Path], *, max_episodes: int = DEFAULT_MAX_EPISODES
                               "outcomes": outcome_counts(ctx.outcomes),
                               "embedded_outcomes": outcome_counts(chosen)})
         run_sections = [(ctx, render_sections(ctx)) for ctx in ctxs]
+        headlines = [headline(ctx) for ctx in ctxs]
     finally:
         for s in stores:
             s.close()
@@ -204,7 +215,9 @@ def build_html(run_dirs: list[Path], *, max_episodes: int = DEFAULT_MAX_EPISODES
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{escape(page_title)}</title><style>{css}</style></head>"
         f'<body><header id="top"><h1>{escape(page_title)}</h1>'
-        f'<p class="meta">generated {escape(generated)} by mmsim {escape(__version__)}'
+        + "".join(f'<p class="headline" id="headline-{i}">{escape(h)}</p>'
+                  for i, h in enumerate(headlines) if h)
+        + f'<p class="meta">generated {escape(generated)} by mmsim {escape(__version__)}'
         f" from {len(ctxs)} run(s)</p>"
         f'<nav>{" · ".join(nav)}</nav></header><main>{"".join(body)}</main>'
         '<pre id="js-errors" class="js-errors"></pre>'

@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from mmsim.report.sections import Markup, RunContext, esc, pct, section, table
-from mmsim.report.svg import Bar, BarGroup, Line, Point, bar_chart, line_chart
+from mmsim.report.svg import Bar, BarGroup, Line, Point, bar_chart, small_multiples
 
 SCHEMA = "mmsim.interfeedback.v1"
 
@@ -93,8 +93,9 @@ def by_round(ctx: RunContext) -> str | None:
         per_receiver[c["receiver"]].append(Line(f"{c['provider']}/{c['policy']}", pts))
     if not per_receiver:
         return None
-    charts = [line_chart(lines, title=f"{rec}: cumulative correction by round (95% CI)",
-                         x_label="feedback round")
+    charts = [small_multiples(lines, title=f"{rec}: cumulative correction by round, per "
+                              "provider/policy (95% CI)", x_label="feedback round",
+                              columns=2)
               for rec, lines in per_receiver.items()]
     rows = []
     for c in _cells(ctx):

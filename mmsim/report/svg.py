@@ -98,7 +98,9 @@ def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
     left, top, h = 52.0, 34.0, 200.0
     longest = max((len(g.label) for g in groups), default=0)
     rotate = longest * 6.5 > group_w
-    bottom = 30 + (min(longest, 40) * 5.2 if rotate else 0)
+    wrapped = {g.label: _wrap_label(g.label, 40) for g in groups}  # rotated labels: whole
+    n_lines = max((len(v) for v in wrapped.values()), default=1)
+    bottom = 30 + (min(longest, 40) * 5.2 + 14 * (n_lines - 1) if rotate else 0)
     if rotate:  # a slanted first label reaches left of its bar: keep it inside the canvas
         reach = min(longest, 40) * 6.0 * 0.82  # label width x cos(35 deg)
         left = max(left, reach - 9 - n_series * bar_w / 2 + 4)
@@ -137,8 +139,12 @@ def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
         lx = gx + n_series * bar_w / 2
         ly = top + h + 14
         if rotate:
+            lines = wrapped[g.label]
+            spans = "".join(f'<tspan x="{lx:.1f}" dy="{0 if k == 0 else 13}">{escape(t)}'
+                            "</tspan>" for k, t in enumerate(lines))
             parts.append(f'<text x="{lx:.1f}" y="{ly}" transform="rotate(-35 {lx:.1f} {ly})" '
-                         f'text-anchor="end" class="xlabel">{escape(g.label[:40])}</text>')
+                         f'text-anchor="end" class="xlabel"><title>{escape(g.label)}</title>'
+                         f"{spans}</text>")
         else:
             parts.append(f'<text x="{lx:.1f}" y="{ly}" text-anchor="middle" class="xlabel">'
                          f"{escape(g.label)}</text>")
@@ -194,4 +200,99 @@ def line_chart(lines: list[Line], *, title: str, x_label: str = "round",
     return "".join(parts)
 
 
-__all__ = ["PALETTE", "Bar", "BarGroup", "Line", "Point", "bar_chart", "color", "line_chart"]
+def _wrap_label(text: str, width: int) -> list[str]:
+    """A label in lines of at most ``width`` characters, broken after "/", " " or "-"
+    where it can be (a name is never cut: the last resort is a hard break)."""
+    out: list[str] = []
+    rest = text
+    while len(rest) > width:
+        cut = max(rest.rfind(ch, 0, width) for ch in "/ -")
+        cut = width if cut <= 0 else cut + 1
+        out.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    return [*out, rest] if rest else out or [""]
+
+
+def small_multiples(lines: list[Line], *, title: str, x_label: str = "round",
+                    y_max: float = 1.0, columns: int = 4,
+                    css_class: str = "plot small-multiples") -> str:
+    """One small panel per curve (its 95% band shaded, the other curves in light grey
+    behind it for comparison) in a grid, each panel titled with its full label (wrapped,
+    never clipped): readable where overlaid bands are not."""
+    xs = sorted({p.x for ln in lines for p in ln.points})
+    x_min, x_max = (xs[0], xs[-1]) if xs else (0.0, 1.0)
+    if x_max == x_min:
+        x_max = x_min + 1
+    wrap = 34
+    labels = [_wrap_label(ln.label, wrap) for ln in lines]
+    label_lines = max((len(x) for x in labels), default=1)
+    longest = max((len(x) for lab in labels for x in lab), default=0)
+    pw = max(150.0, 6.6 * longest + 36)  # panel width: the longest label line fits
+    ph = 110.0
+    head = 14.0 * label_lines + 6
+    cell_w, cell_h = pw + 46, head + ph + 30
+    ncol = max(1, min(columns, len(lines)))
+    nrow = (len(lines) + ncol - 1) // ncol
+    width = max(ncol * cell_w + 10, 7.8 * len(title) + 20)
+    height = 26 + nrow * cell_h
+    parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
+             f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
+             f'<text x="10" y="16" class="title">{escape(title)}</text>']
+
+    for i, (ln, lab) in enumerate(zip(lines, labels, strict=True)):
+        ox = 40 + (i % ncol) * cell_w
+        oy = 26 + (i // ncol) * cell_h
+        top = oy + head
+
+        def px(x: float, ox: float = ox) -> float:
+            return ox + (x - x_min) / (x_max - x_min) * pw
+
+        def py(v: float, top: float = top) -> float:
+            return top + ph - min(max(v / y_max, 0.0), 1.0) * ph
+
+        for k, text in enumerate(lab):
+            parts.append(f'<text x="{ox}" y="{oy + 12 + 14 * k}" class="legend" '
+                         f'fill="{color(i)}">{escape(text)}</text>')
+        for frac in (0.0, 0.5, 1.0):
+            y = top + ph - frac * ph
+            parts.append(f'<line x1="{ox}" y1="{y:.1f}" x2="{ox + pw:.1f}" y2="{y:.1f}" '
+                         f'class="grid"/>')
+            parts.append(f'<text x="{ox - 4}" y="{y + 3:.1f}" text-anchor="end" '
+                         f'class="tick">{100 * frac * y_max:.0f}</text>')
+        for x in xs:
+            parts.append(f'<text x="{px(x):.1f}" y="{top + ph + 13}" text-anchor="middle" '
+                         f'class="tick">{x:g}</text>')
+        for j, other in enumerate(lines):  # the others, faint, for comparison
+            if j == i:
+                continue
+            opts = [p for p in other.points if p.y is not None]
+            if opts:
+                d = " ".join(f"{px(p.x):.1f},{py(p.y or 0):.1f}" for p in opts)
+                parts.append(f'<polyline class="curve other" points="{d}" stroke="#d5d9e0" '
+                             'stroke-width="1"/>')
+        pts = [p for p in ln.points if p.y is not None]
+        band = [p for p in pts if p.lo is not None and p.hi is not None]
+        if len(band) >= 2:
+            upper = " ".join(f"{px(p.x):.1f},{py(p.hi or 0):.1f}" for p in band)
+            lower = " ".join(f"{px(p.x):.1f},{py(p.lo or 0):.1f}" for p in reversed(band))
+            parts.append(f'<polygon class="band" points="{upper} {lower}" fill="{color(i)}" '
+                         'style="opacity:0.22"/>')
+        if pts:
+            d = " ".join(f"{px(p.x):.1f},{py(p.y or 0):.1f}" for p in pts)
+            parts.append(f'<polyline class="curve" points="{d}" stroke="{color(i)}"/>')
+        for p in pts:
+            parts.append(f'<circle class="dot" cx="{px(p.x):.1f}" cy="{py(p.y or 0):.1f}" '
+                         f'r="2.5" fill="{color(i)}">'
+                         f"{_tip(f'{ln.label}, {x_label} {p.x:g}', p.y, p.lo, p.hi)}</circle>")
+        last = pts[-1] if pts else None
+        if last is not None and last.y is not None:
+            parts.append(f'<text x="{px(last.x) + 4:.1f}" y="{py(last.y) - 4:.1f}" '
+                         f'class="tick" text-anchor="end">{100 * last.y:.0f}%</text>')
+    parts.append(f'<text x="10" y="{height - 4:.0f}" class="axis-label">{escape(x_label)} '
+                 "(x) · % (y) · shaded: 95% CI · grey: the other curves</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+__all__ = ["PALETTE", "Bar", "BarGroup", "Line", "Point", "bar_chart", "color", "line_chart",
+           "small_multiples"]

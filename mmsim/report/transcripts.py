@@ -117,6 +117,20 @@ def _clip(text: object) -> str:
     return s if len(s) <= MAX_TEXT else s[:MAX_TEXT] + f" … [{len(s) - MAX_TEXT} more chars]"
 
 
+#: fields of a protocol's own result message shown first (the rest: under "all fields")
+RESULT_FIELDS = ("phase", "family", "level", "agent", "model", "answer", "gold", "correct",
+                 "score", "reward", "rewards", "scoring", "judge", "perturbation", "label",
+                 "unparsed")
+
+
+def _short(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_short(x)}" for k, x in v.items())
+    return _clip(v)[:200]
+
+
 def _turn_view(turn: dict[str, Any], bank: ImageBank, run_dir: Path) -> dict[str, Any]:
     texts, images, videos = [], [], []
     for part in turn.get("parts") or []:
@@ -167,9 +181,12 @@ def episode_view(store: RunStore, eo: EpisodeOutcome, bank: ImageBank, run_dir: 
         elif kind == "verdict":
             events.append({"t": "verdict", "round": m.get("turn"), "score": m.get("score"),
                            "text": _clip(m.get("reason"))})
-        else:  # another protocol's message: shown as its JSON
-            rest = {k: v for k, v in m.items() if k not in ("seq", "turn", "sender", "kind")}
-            events.append({"t": str(kind), "round": m.get("turn"),
+        else:  # another protocol's message (a scored result): its key fields, then all
+            rest = {k: v for k, v in m.items() if k not in ("seq", "turn", "sender", "kind",
+                                                            "run_id", "episode_id")}
+            fields = [(k, _short(rest[k])) for k in RESULT_FIELDS if rest.get(k) is not None]
+            events.append({"t": "result", "what": str(kind), "round": m.get("turn"),
+                           "sender": m.get("sender"), "fields": fields,
                            "text": _clip(json.dumps(rest, ensure_ascii=False, default=str))})
     return {"run": run_index, "id": eo.episode_id, "kind": ep["kind"],
             "receiver": ep["model"] or ep["judge"], "provider": ep["provider"] or "—",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import platform
 import shutil
 import signal
 import time
@@ -27,7 +26,6 @@ from typing import Any
 import anyio
 import structlog
 
-from mmsim._version import __version__
 from mmsim.actors import ActorSystem
 from mmsim.backends import Backend
 from mmsim.errors import MmsimError, StoreError, UserError
@@ -35,7 +33,7 @@ from mmsim.registry import user_code_error
 from mmsim.runtime.agents import agent_params, agents_of, build_backends, spawn_actors
 from mmsim.runtime.executors import Executor, LocalExecutor, Phase, RemoteSetup
 from mmsim.runtime.loading import load_data
-from mmsim.runtime.manifest import describe_agent, git_commit, redact_scenario
+from mmsim.runtime.manifest import describe_agent, provenance, redact_scenario
 from mmsim.runtime.pool import gc_tuned
 from mmsim.runtime.progress import Progress, RunResult, Tally
 from mmsim.runtime.protocol import PROTOCOLS, EvalProtocol, ProtocolRun, RunRefused, RunSetup
@@ -79,8 +77,7 @@ def run_manifest(proto: EvalProtocol[Any, Any], loaded: LoadedScenario,
         "scenario_file": str(loaded.path),
         "scenario_sha256": hashlib.sha256(loaded.path.read_bytes()).hexdigest(),
         "fingerprint": loaded.fingerprint(), "limit": loaded.limit,
-        "mmsim_version": __version__, "git_commit": git_commit(),
-        "python": platform.python_version(), "seed": scn.seed,
+        **provenance(), "seed": scn.seed,
         "dataset": proto.dataset_manifest(loaded, data),
         "simulated": any(b.simulated for b in backends.values()),
         "seeds": {"scenario": scn.seed, "dataset": scn.dataset.options.get("seed"),

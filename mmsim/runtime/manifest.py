@@ -1,9 +1,11 @@
 """What a run records about itself: the run manifest.
 
 Every run stores, in its ``runs`` row, the scenario file and its hash, the mmsim version,
-the git commit (when mmsim runs from a checkout), the seeds, each agent's model id,
-endpoint, sampling parameters and other parameters (never secrets), the dataset
-fingerprint and the hashes of the prompt templates the protocol sends. Reports show it.
+the git commit (from the checkout mmsim runs from, or recorded when its wheel was built),
+Python, the platform and the versions of the packages that shaped the results, the
+seeds, each agent's model id, endpoint, sampling parameters and other parameters (never
+secrets), the dataset fingerprint and the hashes of the prompt templates the protocol
+sends. Reports show it.
 
 Secrets: a parameter is dropped, at any depth, when its name contains ``key``, ``secret``,
 ``password``, ``passwd``, ``credential``, ``authorization`` or ``token`` — except the
@@ -99,15 +101,99 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def git_commit() -> str | None:
-    """The commit of the checkout mmsim runs from, if it runs from one."""
+def _git(*args: str, cwd: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=2, cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=2,
+                             cwd=cwd)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
 
 
-__all__ = ["REDACTED", "describe_agent", "git_commit", "is_secret_name", "redact",
+def _checkout_info() -> dict[str, Any] | None:
+    """The commit of the git checkout mmsim runs from (an editable install, PYTHONPATH),
+    when the checkout's top is the folder holding the ``mmsim`` package: an installed
+    copy inside someone else's repository (a venv in a project) is not mistaken for it."""
+    pkg = Path(__file__).resolve().parents[1]
+    top = _git("rev-parse", "--show-toplevel", cwd=pkg)
+    if not top or Path(top).resolve() != pkg.parent:
+        return None
+    commit = _git("rev-parse", "HEAD", cwd=pkg)
+    if not commit:
+        return None
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=pkg)
+    return {"git_commit": commit, "git_dirty": bool(status), "commit_source": "checkout"}
+
+
+def build_info() -> dict[str, Any]:
+    """mmsim's version and the git commit it runs from: the checkout's (when mmsim runs
+    from one), else the one recorded when its wheel was built (``mmsim/_build_info.py``,
+    written by the build hook ``hatch_build.py``), else None."""
+    from mmsim._version import __version__
+
+    info: dict[str, Any] = {"version": __version__, "git_commit": None, "git_dirty": None,
+                            "commit_source": None}
+    live = _checkout_info()
+    if live is not None:
+        return {**info, **live}
+    try:
+        from mmsim import _build_info  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return info
+    return {**info, "git_commit": getattr(_build_info, "GIT_COMMIT", None),
+            "git_dirty": getattr(_build_info, "GIT_DIRTY", None),
+            "built_at": getattr(_build_info, "BUILT_AT", None), "commit_source": "build"}
+
+
+def git_commit() -> str | None:
+    """The commit mmsim runs from (see :func:`build_info`)."""
+    commit = build_info()["git_commit"]
+    return str(commit) if commit else None
+
+
+#: distributions whose versions can shape a run's figures, always recorded
+CORE_PACKAGES = ("pydantic", "numpy", "pillow", "anyio", "httpx", "aiohttp", "tenacity",
+                 "pyyaml")
+#: recorded when their module was imported by the run (a backend, an encoder, a reader)
+OPTIONAL_PACKAGES = {"torch": "torch", "transformers": "transformers", "vllm": "vllm",
+                     "openai": "openai", "litellm": "litellm", "tokenizers": "tokenizers",
+                     "sentence_transformers": "sentence-transformers", "av": "av",
+                     "pyarrow": "pyarrow", "ray": "ray", "datasets": "datasets",
+                     "pandas": "pandas", "safetensors": "safetensors"}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shaped the results: the core ones installed and the
+    optional ones this process imported."""
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = [*CORE_PACKAGES, *(dist for mod, dist in OPTIONAL_PACKAGES.items()
+                               if mod in sys.modules)]
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def provenance() -> dict[str, Any]:
+    """The manifest's code and environment entries: mmsim's version, commit (and whether
+    the checkout had changes, and where the commit came from), Python, the platform and
+    package versions."""
+    import platform
+
+    info = build_info()
+    return {"mmsim_version": info["version"], "git_commit": info["git_commit"],
+            "git_dirty": info["git_dirty"], "commit_source": info["commit_source"],
+            "python": platform.python_version(),
+            "python_implementation": platform.python_implementation(),
+            "platform": platform.platform(), "machine": platform.machine(),
+            "packages": package_versions()}
+
+
+__all__ = ["REDACTED", "build_info", "describe_agent", "git_commit", "is_secret_name",
+           "package_versions", "provenance", "redact",
            "redact_scenario", "sha256_text"]

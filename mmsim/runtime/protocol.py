@@ -165,6 +165,10 @@ class EvalProtocol(Generic[S, D]):
     compute: ClassVar[Callable[[RunStore], dict[str, Any]] | None] = None
     #: prints those figures in the terminal (what :meth:`print_table` does)
     table: ClassVar[Callable[[dict[str, Any], Console], None] | None] = None
+    #: the run's tables declared once, a :class:`mmsim.report.tabular.Document` built from
+    #: those figures (what :meth:`tables` returns): the terminal (compact or ``--wide``),
+    #: ``mmsim report --format markdown|latex|csv`` and the HTML headline all read it
+    document: ClassVar[Callable[[dict[str, Any]], Any] | None] = None
     #: whether the HTML report's generic InterFeedback-shaped sections read this protocol's
     #: metrics (InterFeedback); other protocols bring their own sections
     generic_sections: ClassVar[bool] = False
@@ -229,6 +233,13 @@ class EvalProtocol(Generic[S, D]):
             console.print_json(data=metrics)
         else:
             table(metrics, console)
+
+    def tables(self, metrics: dict[str, Any]) -> Any:
+        """The run's tables (a :class:`mmsim.report.tabular.Document`) or None when the
+        protocol declares none (then :meth:`print_table` is all there is). Default: the
+        class's ``document`` function."""
+        document = type(self).document
+        return None if document is None else document(metrics)
 
     def compare(self, store_a: RunStore, store_b: RunStore, *, resamples: int, seed: int,
                 run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:

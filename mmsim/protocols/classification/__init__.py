@@ -27,7 +27,7 @@ from mmsim.protocols.classification.encoders import (
     get_encoder,
 )
 from mmsim.protocols.classification.metrics import compute
-from mmsim.protocols.classification.report import print_table, render
+from mmsim.protocols.classification.report import document, print_table
 from mmsim.protocols.classification.run import ClassificationRun, check_labels
 from mmsim.protocols.classification.scenario import ClassificationScenario
 from mmsim.protocols.classification.sim import ClassifierSim, make_classifier_sim
@@ -50,6 +50,7 @@ class Classification(EvalProtocol[ClassificationScenario, ClassificationData]):
         ("classification datasets", CLS_DATASETS), ("encoders", ENCODERS))
     compute = compute
     table = print_table
+    document = document
     run = ClassificationRun
 
     def load_data(self, loaded: LoadedScenario, cache_dir: Path) -> ClassificationData:
@@ -72,7 +73,22 @@ class Classification(EvalProtocol[ClassificationScenario, ClassificationData]):
                 f"dataset {c.dataset.name!r}")
 
 
-__all__ = ["CLS_DATASETS", "ENCODERS", "ClassIndex", "Classification", "ClassificationData",
-           "ClassificationScenario", "EncoderUnavailable", "TextEncoder",
-           "classification_dataset", "compute", "encoder", "get_encoder", "print_table",
-           "read_class_list", "read_real_json", "read_relabel_csv", "render"]
+__all__ = [
+    "CLS_DATASETS",
+    "ENCODERS",
+    "ClassIndex",
+    "Classification",
+    "ClassificationData",
+    "ClassificationScenario",
+    "EncoderUnavailable",
+    "TextEncoder",
+    "classification_dataset",
+    "compute",
+    "document",
+    "encoder",
+    "get_encoder",
+    "print_table",
+    "read_class_list",
+    "read_real_json",
+    "read_relabel_csv",
+]

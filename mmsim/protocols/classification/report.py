@@ -1,110 +1,124 @@
-"""Terminal tables of a classification run (the same figures as its JSON report)."""
+"""The tables of a classification run (the same figures as its JSON report), declared
+once (:mod:`mmsim.report.tabular`) for the terminal, markdown, LaTeX and CSV."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
+
+from mmsim.report.tabular import (
+    NEVER_COMPACT,
+    Col,
+    Document,
+    Note,
+    Tab,
+    fmt,
+    print_document,
+    sim_note,
+)
 
 
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
+def _acc(acc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A single-label accuracy as ``{value, lo, hi}`` (the interval when the metrics
+    carry one)."""
+    if not acc or acc.get("single") is None:
+        return None
+    ci = acc.get("single_ci") or (None, None)  # the 95% Wilson interval of the metrics
+    return {"value": acc["single"], "lo": ci[0], "hi": ci[1]}
 
 
-def _pts(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:+.1f}"
+def _closed(m: dict[str, Any]) -> float | None:
+    cl = m.get("closed")
+    return None if not cl else cl["accuracy"].get("single")
 
 
-def _s(acc: dict[str, Any] | None) -> float | None:
-    return None if not acc else acc.get("single")
+def headline(metrics: dict[str, Any]) -> str:
+    """The model with the best closed-world accuracy, and the MC inflation."""
+    models = [m for m in metrics.get("models", []) if _closed(m) is not None]
+    failed = sum(int(m.get("failed", 0)) for m in metrics.get("models", []))
+    sim = " [simulated agents]" if metrics.get("simulated") else ""
+    name = metrics.get("name")
+    if not models:
+        return f"{name}: no closed-world accuracy; {failed} episodes failed{sim}"
+    best = max(models, key=lambda m: _closed(m) or 0.0)
+    s = (f"{name}: best closed-world accuracy of {len(metrics['models'])} models is "
+         f"{best['name']} at {fmt(Col('a', 'ci'), _acc(best['closed']['accuracy']))}%")
+    mc = best.get("multiple_choice")
+    if mc and mc.get("inflation") and mc["inflation"].get("single") is not None:
+        s += (f" (MC-{mc['k']} random vs hard distractors: "
+              f"{fmt(Col('p', 'pts'), mc['inflation']['single'])} pts)")
+    return s + f"; {failed} episodes failed{sim}"
 
 
-def _ci(acc: dict[str, Any] | None) -> str:
-    """Single-label accuracy with its 95% Wilson interval, "58.3 [46.7–71.7]"."""
-    s = _pct(_s(acc))
-    ci = (acc or {}).get("single_ci")
-    return f"{s} [{_pct(ci[0])}–{_pct(ci[1])}]" if ci and s != "—" else s
-
-
-def render(metrics: dict[str, Any]) -> Group:
+def document(metrics: dict[str, Any]) -> Document:
     title = f"{metrics.get('name')} — {metrics.get('run_id')}"
-    banner = Text("SIMULATED AGENTS (sim backend): these figures describe simulated models, "
-                  "not real ones.", style="bold yellow") if metrics.get("simulated") else Text("")
     encoders: list[str] = metrics.get("encoders", [])
     models: list[dict[str, Any]] = metrics.get("models", [])
     k = next((m["multiple_choice"]["k"] for m in models if m.get("multiple_choice")), None)
     closed_enc = next((m["closed"]["encoder"] for m in models if m.get("closed")), None)
     mc_enc = next((m["multiple_choice"]["encoder"] for m in models
                    if m.get("multiple_choice")), None)
-
-    t = Table(title=f"Classification protocols, accuracy % (single label) [95% Wilson CI] — "
-                    f"{title}",
-              title_justify="left")
-    cols = ["model", f"closed ({closed_enc})", "closed unmapped", "off-list %",
-            f"MC-{k} random", f"MC-{k} hard ({mc_enc})", "rand−hard pts",
-            *[f"open ({e})" for e in encoders], "open unmapped", "open off-list %",
-            "unparsed %", "failed"]
-    for c in cols:
-        t.add_column(c, justify="left" if c == "model" else "right")
+    t = Tab("accuracy", f"Classification protocols, accuracy % (single label) — {title}", [
+        Col("model", key=True), Col(f"closed ({closed_enc})", "ci"),
+        Col("closed unmapped", "ci", priority=5), Col("off-list %", "pct", priority=4),
+        Col(f"MC-{k} random", "ci", priority=1), Col(f"MC-{k} hard ({mc_enc})", "ci",
+                                                    priority=1),
+        Col("rand−hard pts", "pts", priority=2),
+        *[Col(f"open ({e})", "ci", priority=3) for e in encoders],
+        Col("open unmapped", "ci", priority=6), Col("open off-list %", "pct", priority=6),
+        Col("unparsed %", "pct"), Col("failed", "int")])
     for m in models:
         cl, mc, op = m.get("closed"), m.get("multiple_choice"), m.get("open")
-        unparsed = [x for x in (cl, op, (mc or {}).get("random"), (mc or {}).get("hard"))
-                    if x]
-        n = sum(x["n"] for x in unparsed)
-        t.add_row(
-            m["name"] + (" (sim)" if m.get("simulated") else ""),
-            _ci(cl and cl["accuracy"]), _pct(_s(cl and cl["accuracy_without_mapping"])),
-            _pct(cl and cl["out_of_list_rate"]),
-            _ci(mc and mc["random"] and mc["random"]["accuracy"]),
-            _ci(mc and mc["hard"] and mc["hard"]["accuracy"]),
-            _pts(mc and mc["inflation"] and mc["inflation"]["single"]),
-            *[_ci(op and op["by_encoder"].get(e)) for e in encoders],
-            _pct(_s(op and op["accuracy_without_mapping"])),
-            _pct(op and op["out_of_list_rate"]),
-            _pct(sum(x["n_unparsed"] for x in unparsed) / n if n else None),
-            str(m.get("failed", 0)))
+        parts = [x for x in (cl, op, (mc or {}).get("random"), (mc or {}).get("hard")) if x]
+        n = sum(x["n"] for x in parts)
+        t.add(m["name"] + (" (sim)" if m.get("simulated") else ""),
+              _acc(cl and cl["accuracy"]), _acc(cl and cl["accuracy_without_mapping"]),
+              cl and cl["out_of_list_rate"],
+              _acc(mc and mc["random"] and mc["random"]["accuracy"]),
+              _acc(mc and mc["hard"] and mc["hard"]["accuracy"]),
+              mc and mc["inflation"] and mc["inflation"]["single"],
+              *[_acc(op and op["by_encoder"].get(e)) for e in encoders],
+              _acc(op and op["accuracy_without_mapping"]), op and op["out_of_list_rate"],
+              sum(x["n_unparsed"] for x in parts) / n if n else None, m.get("failed", 0))
 
-    b = Table(title="Batch size and image order (closed-world list; mapped answers)",
-              title_justify="left")
-    for c in ("model", "batch", "N", "acc %", "by order %", "order std pts", "flip %",
-              "off-list %", "accuracy by position %"):
-        b.add_column(c, justify="left" if c in ("model", "by order %",
-                                                 "accuracy by position %") else "right")
+    b = Tab("batch", "Batch size and image order (closed-world list; mapped answers)", [
+        Col("model", key=True), Col("batch", "int", key=True), Col("N", "int"),
+        Col("acc %", "ci"), Col("by order %", priority=3), Col("order std pts", "num",
+                                                               digits=1, priority=1),
+        Col("flip %", "pct", priority=1), Col("off-list %", "pct", priority=2),
+        Col("accuracy by position %", priority=NEVER_COMPACT)], compact=False)
     for m in models:
         bt = m.get("batch")
-        if not bt:
-            continue
-        for s in bt["sizes"]:
-            b.add_row(m["name"], str(s["size"]), str(s["n"]), _pct(_s(s["accuracy"])),
-                      " ".join(_pct(x) for x in s["accuracy_by_order"]),
-                      "—" if s["order_std"] is None else f"{100 * s['order_std']:.1f}",
-                      _pct(s["flip_rate"]), _pct(s["out_of_list_rate"]),
-                      " ".join(_pct(x) for x in s["accuracy_by_position"]))
+        for s in (bt or {}).get("sizes", []):
+            b.add(m["name"], s["size"], s["n"], _acc(s["accuracy"]),
+                  " ".join(fmt(Col("p", "pct"), x) for x in s["accuracy_by_order"]),
+                  None if s["order_std"] is None else 100 * s["order_std"],
+                  s["flip_rate"], s["out_of_list_rate"],
+                  " ".join(fmt(Col("p", "pct"), x) for x in s["accuracy_by_position"]))
 
-    ml = Table(title="Single-label vs multilabel ground truth (ReaL/ReGT: correct if in the "
-                     "label set), accuracy %", title_justify="left")
     keys: list[str] = []
     for m in models:
         keys += [x for x in m.get("single_vs_multi", {}) if x not in keys]
-    ml.add_column("model")
+    cols = [Col("model", key=True)]
     for key in keys:
-        ml.add_column(f"{key} single→multi", justify="right")
+        cols += [Col(f"{key} single", "pct"), Col(f"{key} multi", "pct")]
+    ml = Tab("multilabel", "Single-label vs multilabel ground truth (ReaL/ReGT: correct if "
+             "in the label set), accuracy %", cols, compact=False)
     for m in models:
         svm = m.get("single_vs_multi", {})
-        ml.add_row(m["name"], *[
-            f"{_pct(svm[key]['single'])} → {_pct(svm[key]['multi'])}" if key in svm else "—"
-            for key in keys])
-    parts: list[Any] = [banner, t, b, ml]
-    skipped = metrics.get("encoders_skipped") or {}
-    for key, why in skipped.items():
-        parts.append(Text(f"encoder {key!r} skipped (optional): {why}", style="dim"))
-    return Group(*parts)
+        vals: list[Any] = []
+        for key in keys:
+            vals += [svm[key]["single"], svm[key]["multi"]] if key in svm else [None, None]
+        ml.add(m["name"], *vals)
+    footer = [Note(f"encoder {key!r} skipped (optional): {why}", "dim")
+              for key, why in (metrics.get("encoders_skipped") or {}).items()]
+    return Document(headline(metrics), [t, b, ml], sim_note(metrics), footer)
 
 
-def print_table(metrics: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(render(metrics))
+def print_table(metrics: dict[str, Any], console: Console | None = None, *,
+                wide: bool = False) -> None:
+    print_document(document(metrics), console or Console(), wide=wide)
 
 
-__all__ = ["print_table", "render"]
+__all__ = ["document", "headline", "print_table"]

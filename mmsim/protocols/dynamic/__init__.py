@@ -28,7 +28,7 @@ from mmsim.protocols.dynamic.families import (
     task_family,
 )
 from mmsim.protocols.dynamic.metrics import compute
-from mmsim.protocols.dynamic.report import print_table, render, text_radar
+from mmsim.protocols.dynamic.report import document, print_table, text_radar
 from mmsim.protocols.dynamic.run import DynamicRun, JudgeRefused
 from mmsim.protocols.dynamic.scenario import DynamicScenario
 from mmsim.protocols.dynamic.sim import DynamicSim, make_dynamic_sim
@@ -54,6 +54,7 @@ class Dynamic(EvalProtocol[DynamicScenario, list[Sample]]):
         ("dynamic-evaluation datasets", DYN_DATASETS))
     compute = compute
     table = print_table
+    document = document
     run = DynamicRun
 
     def actor_options(self, scn: DynamicScenario, role: Role) -> dict[str, Any]:
@@ -65,8 +66,26 @@ class Dynamic(EvalProtocol[DynamicScenario, list[Sample]]):
                 f"{len(d.judges)} judges on dataset {d.dataset.name!r}")
 
 
-__all__ = ["DEFAULT_TASKS", "DYN_DATASETS", "TASK_FAMILIES", "CalibrationMap",
-           "Dynamic", "DynamicScenario", "JudgeRefused", "Scored", "TaskFamily",
-           "TaskInstance", "agreement", "auroc", "compute", "dyn_dataset", "ece",
-           "fit_isotonic", "fit_logistic", "print_table", "render",
-           "task_family", "text_radar"]
+__all__ = [
+    "DEFAULT_TASKS",
+    "DYN_DATASETS",
+    "TASK_FAMILIES",
+    "CalibrationMap",
+    "Dynamic",
+    "DynamicScenario",
+    "JudgeRefused",
+    "Scored",
+    "TaskFamily",
+    "TaskInstance",
+    "agreement",
+    "auroc",
+    "compute",
+    "document",
+    "dyn_dataset",
+    "ece",
+    "fit_isotonic",
+    "fit_logistic",
+    "print_table",
+    "task_family",
+    "text_radar",
+]

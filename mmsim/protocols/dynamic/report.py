@@ -1,21 +1,17 @@
-"""Terminal tables of a dynamic-evaluation run: ability vectors (with a compact text radar),
-sharpness and worst task, and the judge calibration table."""
+"""The tables of a dynamic-evaluation run, declared once (:mod:`mmsim.report.tabular`):
+ability vectors with sharpness and worst task, and the judge calibration table; the
+terminal adds a compact text radar."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
-from mmsim.report.cells import interval, pct, points
+from mmsim.report.cells import pct
+from mmsim.report.tabular import Col, Document, Note, Tab, fmt, print_document, sim_note
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
-
-
-def _num(v: float | None, digits: int = 3) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
 
 
 def text_radar(metrics: dict[str, Any], width: int = 20) -> str:
@@ -47,57 +43,72 @@ def text_radar(metrics: dict[str, Any], width: int = 20) -> str:
     return "\n".join(lines)
 
 
-def render(metrics: dict[str, Any]) -> Group:
+def headline(metrics: dict[str, Any]) -> str:
+    """The model whose clean task (T0) stands out most from its perturbed tasks (the
+    contamination signal), with its interval, and the scoring judge's status."""
+    models = [m for m in metrics.get("models", [])
+              if (m.get("sharpness") or {}).get("value") is not None]
+    sim = " [simulated agents]" if metrics.get("simulated") else ""
+    name = metrics.get("name")
+    if metrics.get("status") == "refused":
+        return f"{name}: the scoring judge {metrics.get('scoring_judge')!r} was refused: " \
+               f"no task was scored{sim}"
+    if not models:
+        return f"{name}: no ability vector{sim}"
+    top = max(models, key=lambda m: m["sharpness"]["value"])
+    s = top["sharpness"]
+    return (f"{name}: sharpest of {len(metrics['models'])} models is {top['name']}, T0 "
+            f"{fmt(Col('p', 'pts_ci'), s)} pts over its perturbed tasks (a contamination "
+            f"signal when large){sim}")
+
+
+def document(metrics: dict[str, Any]) -> Document:
     title = f"{metrics.get('name')} — {metrics.get('run_id')}"
-    banner = Text("SIMULATED AGENTS (sim backend): these figures describe simulated models, "
-                  "not real ones.", style="bold yellow") if metrics.get("simulated") else Text("")
     tasks: list[str] = metrics.get("tasks", [])
     codes = metrics.get("task_codes", {})
-    t = Table(title=f"Ability vectors, score % [95% CI] — {title}", title_justify="left")
-    t.add_column("model")
-    for task in tasks:
-        t.add_column(f"{codes.get(task, task)} {task}", justify="right")
-    t.add_column("sharpness pts (T0 − mean others)", justify="right")
-    t.add_column("worst task", justify="right")
+    t = Tab("abilities", f"Ability vectors, score % [95% CI] — {title}", [
+        Col("model", key=True),
+        *[Col(f"{codes.get(task, task)} {task}", "ci", priority=1 + i)
+          for i, task in enumerate(tasks)],
+        Col("sharpness pts (T0 − mean others)", "pts_ci"), Col("worst task")])
     for m in metrics.get("models", []):
         w = m["worst_task"]
-        worst = "—" if w["task"] is None else \
+        worst = None if w["task"] is None else \
             f"{codes.get(w['task'], w['task'])} {pct(w['value'])}"
-        sharp = m["sharpness"]
-        t.add_row(m["name"] + (" (sim)" if m.get("simulated") else ""),
-                  *[interval(m["vector"][task]) for task in tasks],
-                  points(sharp["value"], sharp.get("lo"), sharp.get("hi")), worst)
-    j = Table(title="Judge calibration (paraphrases must score high, corruptions low)",
-              title_justify="left")
-    for c in ("judge", "pairs", "AUROC", "AUROC by corruption", "mean para", "mean corr",
-              "ECE raw", "ECE calibrated", "agreement r / exact", "unparsed", "tokens",
-              "status"):
-        j.add_column(c, justify="left" if c in ("judge", "AUROC by corruption", "status")
-                     else "right")
+        t.add(m["name"] + (" (sim)" if m.get("simulated") else ""),
+              *[m["vector"][task] for task in tasks], m["sharpness"], worst)
+    j = Tab("judges", "Judge calibration (paraphrases must score high, corruptions low)", [
+        Col("judge", key=True), Col("pairs", "int", priority=2), Col("AUROC", "num"),
+        Col("AUROC by corruption", priority=8), Col("mean para", "num", digits=2, priority=3),
+        Col("mean corr", "num", digits=2, priority=3), Col("ECE raw", "num", priority=4),
+        Col("ECE calibrated", "num", priority=1), Col("agreement r", "num", digits=2,
+                                                      priority=5),
+        Col("agreement exact %", "pct", priority=5), Col("unparsed", priority=2),
+        Col("tokens", "int", priority=7), Col("status")])
     scoring = metrics.get("scoring_judge")
     for name, s in metrics.get("judges", {}).items():
         ag = s["agreement"]
-        by = " ".join(f"{k} {_num(v, 2)}" for k, v in s["auroc_by_corruption"].items())
+        by = " ".join(f"{k} {fmt(Col('n', 'num', digits=2), v)}"
+                      for k, v in s["auroc_by_corruption"].items())
         tokens = s["prompt_tokens"] + s["completion_tokens"] \
             + s.get("scoring_prompt_tokens", 0) + s.get("scoring_completion_tokens", 0)
         status = "REFUSED" if s["refused"] else "ok"
         if name == scoring:
             status += " (scores open outputs)"
-        j.add_row(name, str(s["n_pairs"]), _num(s["auroc"]), by,
-                  _num(s["mean_paraphrase"], 2), _num(s["mean_corruption"], 2),
-                  _num(s["ece_raw"]), _num(s["ece_calibrated"]),
-                  f"{_num(ag['pearson'], 2)} / {pct(ag['exact'])}",
-                  f"{s['n_unparsed']}/{s['n_verdicts']}", str(tokens), status)
-    parts: list[Any] = [banner, t, Text("Ability radar (text):", style="bold"),
-                        Text(text_radar(metrics)), j]
+        j.add(name, s["n_pairs"], s["auroc"], by, s["mean_paraphrase"],
+              s["mean_corruption"], s["ece_raw"], s["ece_calibrated"], ag["pearson"],
+              ag["exact"], f"{s['n_unparsed']}/{s['n_verdicts']}", tokens, status)
+    footer = [Note("Ability radar (text):\n" + text_radar(metrics), terminal_only=True)] \
+        if metrics.get("models") else []
     if metrics.get("status") == "refused":
-        parts.append(Text(f"The scoring judge {scoring!r} was refused: no task was scored.",
-                          style="bold red"))
-    return Group(*parts)
+        footer.append(Note(f"The scoring judge {scoring!r} was refused: no task was scored.",
+                           "error"))
+    return Document(headline(metrics), [t, j], sim_note(metrics), footer)
 
 
-def print_table(metrics: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(render(metrics))
+def print_table(metrics: dict[str, Any], console: Console | None = None, *,
+                wide: bool = False) -> None:
+    print_document(document(metrics), console or Console(), wide=wide)
 
 
-__all__ = ["print_table", "render", "text_radar"]
+__all__ = ["document", "headline", "print_table", "text_radar"]

@@ -27,9 +27,25 @@ def radar_svg(tasks: list[str], codes: dict[str, str], models: list[dict[str, An
         a = -math.pi / 2 + 2 * math.pi * i / n
         return cx + r * v * math.cos(a), cy + r * v * math.sin(a)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="radar" width="{size + 160}" '
-           f'height="{size}" viewBox="0 0 {size + 160} {size}" role="img" '
-           'aria-label="ability vectors radar">']
+    # labels and legend never clip: the canvas grows to hold the longest of them
+    char_w = 6.6  # px per character of 11-12 px text, generous
+    need_left, right_reach = 0.0, float(size)  # px left of 0 the labels need; right edge
+    for i, t in enumerate(tasks):
+        lx, _ = pt(i, 1.14)
+        w = char_w * len(f"{codes.get(t, t)} {t}")
+        if abs(lx - cx) < 5:
+            need_left, right_reach = max(need_left, w / 2 - lx), max(right_reach, lx + w / 2)
+        elif lx > cx:
+            right_reach = max(right_reach, lx + w)
+        else:
+            need_left = max(need_left, w - lx)
+    dx = need_left + 6
+    legend_x = dx + right_reach + 10
+    width = legend_x + 24 + char_w * max(len(m["name"]) for m in models) + 10
+    height = max(size, 30 + 18 * len(models))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="radar" width="{width:.0f}" '
+           f'height="{height}" viewBox="0 0 {width:.0f} {height}" role="img" '
+           f'aria-label="ability vectors radar"><g transform="translate({dx:.1f},0)">']
     for ring in (0.25, 0.5, 0.75, 1.0):
         ring_pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in (pt(i, ring) for i in range(n)))
         out.append(f'<polygon points="{ring_pts}" fill="none" stroke="#ddd"/>')
@@ -60,9 +76,11 @@ def radar_svg(tasks: list[str], codes: dict[str, str], models: list[dict[str, An
                 tip += f" [95% CI {100 * iv['lo']:.1f}–{100 * iv['hi']:.1f}]"
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{c}">'
                        f"<title>{escape(tip)}</title></circle>")
-        out.append(f'<rect x="{size + 10}" y="{20 + 18 * k}" width="12" height="12" '
-                   f'fill="{c}"/><text x="{size + 28}" y="{30 + 18 * k}" font-size="12">'
-                   f"{escape(m['name'])}</text>")
+    out.append("</g>")
+    for k, m in enumerate(models):
+        out.append(f'<rect x="{legend_x:.1f}" y="{20 + 18 * k}" width="12" height="12" '
+                   f'fill="{color(k)}"/><text x="{legend_x + 18:.1f}" y="{30 + 18 * k}" '
+                   f'font-size="12">{escape(m["name"])}</text>')
     out.append("</svg>")
     return "".join(out)
 

@@ -63,6 +63,11 @@ class InterFeedback(EvalProtocol[Scenario, list[Sample]]):
 
         print_table(metrics, console)
 
+    def tables(self, metrics: dict[str, Any]) -> Any:
+        from mmsim.report.table import document
+
+        return document(metrics)
+
     def compare(self, store_a: RunStore, store_b: RunStore, *, resamples: int, seed: int,
                 run_dir_a: str = "", run_dir_b: str = "") -> dict[str, Any]:
         """Per receiver x provider x policy: accuracy, correction and parse-failure rates."""

@@ -14,7 +14,7 @@ from mmsim.protocols.video import sections as _sections  # noqa: F401  (its repo
 from mmsim.protocols.video.data import VIDEO_DATASETS, video_dataset
 from mmsim.protocols.video.export import export_rollouts, rollout_rows
 from mmsim.protocols.video.metrics import compute
-from mmsim.protocols.video.report import print_table, render
+from mmsim.protocols.video.report import document, print_table
 from mmsim.protocols.video.rewards import (
     accuracy_reward,
     advantages,
@@ -44,6 +44,7 @@ class VideoLevels(EvalProtocol[VideoScenario, list[Sample]]):
         ("video datasets", VIDEO_DATASETS),)
     compute = compute
     table = print_table
+    document = document
     run = VideoRun
 
     def loader_options(self, scn: VideoScenario) -> dict[str, Any]:
@@ -63,7 +64,19 @@ class VideoLevels(EvalProtocol[VideoScenario, list[Sample]]):
                 + (f", rollouts G={ro.samples} at T={ro.temperature}" if ro else ""))
 
 
-__all__ = ["VIDEO_DATASETS", "VideoLevels", "VideoScenario", "accuracy_reward", "advantages",
-           "answer_letter", "compute", "export_rollouts", "format_reward",
-           "pass_at_k", "print_table", "render", "rollout_rows",
-           "video_dataset"]
+__all__ = [
+    "VIDEO_DATASETS",
+    "VideoLevels",
+    "VideoScenario",
+    "accuracy_reward",
+    "advantages",
+    "answer_letter",
+    "compute",
+    "document",
+    "export_rollouts",
+    "format_reward",
+    "pass_at_k",
+    "print_table",
+    "rollout_rows",
+    "video_dataset",
+]

@@ -1,89 +1,119 @@
-"""Terminal tables of a video run: accuracy by level (models side by side), the differences
-against the first model, and the rollout statistics."""
+"""The tables of a video run, declared once (:mod:`mmsim.report.tabular`): accuracy by
+level (models side by side), the differences against the first model, and the rollout
+statistics."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
 from mmsim.protocols.video.metrics import LEVEL_ORDER
-from mmsim.report.cells import interval, pct, points
+from mmsim.report.tabular import (
+    NEVER_COMPACT,
+    Col,
+    Document,
+    Note,
+    Tab,
+    fmt,
+    print_document,
+    sim_note,
+)
+
+_NAMES = {"L1": "L1 in-distribution", "L2": "L2 cross-env", "L3": "L3 cross-env-task"}
 
 
-def render(metrics: dict[str, Any]) -> Group:
+def _levels(metrics: dict[str, Any]) -> list[str]:
+    present = {lv for cells in metrics.get("levels", {}).values() for lv in cells
+               if lv != "all"}
+    return [lv for lv in LEVEL_ORDER if lv in present] + sorted(present - set(LEVEL_ORDER))
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The most accurate model over every level, with its interval, and its hardest
+    level."""
+    levels = _levels(metrics)
+    by_model: dict[str, dict[str, Any]] = metrics.get("levels", {})
+    scored = [(m, c) for m, c in by_model.items()
+              if c.get("all", {}).get("accuracy", {}).get("value") is not None]
+    sim = " [simulated agents]" if metrics.get("simulated") else ""
+    name = metrics.get("name")
+    if not scored:
+        return f"{name}: no scored episode{sim}"
+    model, cells = max(scored, key=lambda mc: mc[1]["all"]["accuracy"]["value"])
+    s = (f"{name}: most accurate of {len(scored)} models is {model} at "
+         f"{fmt(Col('a', 'ci'), cells['all']['accuracy'])}% over every level")
+    lv = [(x, cells[x]["accuracy"]["value"]) for x in levels if x in cells
+          and cells[x]["accuracy"].get("value") is not None]
+    if len(lv) > 1:
+        low = min(lv, key=lambda t: t[1])
+        s += f", lowest on {_NAMES.get(low[0], low[0])} ({fmt(Col('p', 'pct'), low[1])}%)"
+    return s + sim
+
+
+def document(metrics: dict[str, Any]) -> Document:
     title = f"{metrics.get('name')} — {metrics.get('run_id')}"
-    parts: list[Any] = []
-    if metrics.get("simulated"):
-        parts.append(Text("SIMULATED AGENTS (sim backend): these figures describe simulated "
-                          "models, not real ones.", style="bold yellow"))
-    levels_by_model: dict[str, dict[str, Any]] = metrics.get("levels", {})
-    present = {lv for cells in levels_by_model.values() for lv in cells if lv != "all"}
-    levels = [lv for lv in LEVEL_ORDER if lv in present] + sorted(present - set(LEVEL_ORDER))
-    names = {"L1": "L1 in-distribution", "L2": "L2 cross-env", "L3": "L3 cross-env-task"}
-    t = Table(title=f"Accuracy by level, % [95% CI] — {title}", title_justify="left")
-    t.add_column("model")
-    for lv in levels:
-        t.add_column(names.get(lv, lv), justify="right")
-    t.add_column("all", justify="right")
-    t.add_column("format %", justify="right")
-    t.add_column("no <answer> %", justify="right")
-    t.add_column("n", justify="right")
+    levels = _levels(metrics)
+    by_model: dict[str, dict[str, Any]] = metrics.get("levels", {})
+    t = Tab("levels", f"Accuracy by level, % [95% CI] — {title}", [
+        Col("model", key=True), *[Col(_NAMES.get(lv, lv), "ci", priority=1) for lv in levels],
+        Col("all", "ci"), Col("format %", "pct", priority=2),
+        Col("no <answer> %", "pct", priority=3), Col("n", "int")])
     for model in metrics.get("models", []):
-        cells = levels_by_model.get(model)
+        cells = by_model.get(model)
         if not cells:
             continue
         a = cells["all"]
-        t.add_row(model, *[interval(cells[lv]["accuracy"]) if lv in cells else "—"
-                           for lv in levels],
-                  interval(a["accuracy"]), pct(a["format"]), pct(a["no_answer_tag"]),
-                  str(a["n"]))
-    parts.append(t)
+        t.add(model, *[cells[lv]["accuracy"] if lv in cells else None for lv in levels],
+              a["accuracy"], a["format"], a["no_answer_tag"], a["n"])
+    tabs = [t]
     sbs = metrics.get("side_by_side", [])
     if sbs:
-        d = Table(title="Side by side: accuracy difference vs the first model, points "
-                  "[95% paired bootstrap CI]", title_justify="left")
-        d.add_column("model vs base")
-        for lv in [*levels, "all"]:
-            d.add_column(names.get(lv, lv), justify="right")
+        d = Tab("side_by_side", "Side by side: accuracy difference vs the first model, "
+                "points [95% paired bootstrap CI]", [
+                    Col("model vs base", key=True),
+                    *[Col(_NAMES.get(lv, lv), "pts_ci", priority=1) for lv in levels],
+                    Col("all", "pts_ci")])
         pairs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for r in sbs:
             pairs.setdefault((r["model"], r["base"]), {})[r["level"]] = r
         for (model, base), by_level in pairs.items():
-            d.add_row(f"{model} − {base}", *[
-                points(by_level[lv]["diff"], by_level[lv]["lo"], by_level[lv]["hi"])
-                if lv in by_level else "—" for lv in [*levels, "all"]])
-        parts.append(d)
+            d.add(f"{model} − {base}", *[
+                {"value": by_level[lv]["diff"], "lo": by_level[lv]["lo"],
+                 "hi": by_level[lv]["hi"]} if lv in by_level else None
+                for lv in [*levels, "all"]])
+        tabs.append(d)
     ro: dict[str, dict[str, Any]] = metrics.get("rollouts", {})
     if ro:
         spec = metrics.get("rollout_spec", {})
         ks = [str(k) for k in spec.get("k", [])]
-        r = Table(title=f"Rollouts: G={spec.get('samples')} samples per prompt at "
-                  f"temperature {spec.get('temperature')} ({spec.get('split')} prompts); "
-                  f"reward = {' + '.join(metrics.get('rewards', []))}", title_justify="left")
-        for c in ("model", "groups", "samples", "reward mean", "reward std (in group)",
-                  "zero-variance groups %", "all right %", "all wrong %", "accuracy %",
-                  "format %", *[f"pass@{k}" for k in ks]):
-            r.add_column(c, justify="left" if c == "model" else "right")
+        r = Tab("rollouts", f"Rollouts: G={spec.get('samples')} samples per prompt at "
+                f"temperature {spec.get('temperature')} ({spec.get('split')} prompts); "
+                f"reward = {' + '.join(metrics.get('rewards', []))}", [
+                    Col("model", key=True), Col("groups", "int", priority=3),
+                    Col("samples", "int", priority=3), Col("reward mean", "num"),
+                    Col("reward std (in group)", "num"),
+                    Col("zero-variance groups %", "pct"), Col("all right %", "pct",
+                                                              priority=1),
+                    Col("all wrong %", "pct", priority=1), Col("accuracy %", "pct",
+                                                               priority=2),
+                    Col("format %", "pct", priority=NEVER_COMPACT),
+                    *[Col(f"pass@{k}", "pct", priority=4) for k in ks]])
         for model, s in ro.items():
-            r.add_row(model, str(s["groups"]), str(s["samples"]), f"{s['reward_mean']:.3f}",
-                      f"{s['reward_std_mean']:.3f}", pct(s["zero_variance_share"]),
-                      pct(s["all_right_share"]), pct(s["all_wrong_share"]),
-                      pct(s["accuracy"]), pct(s["format"]),
-                      *[pct(s["pass_at_k"].get(k)) for k in ks])
-        parts.append(r)
+            r.add(model, s["groups"], s["samples"], s["reward_mean"], s["reward_std_mean"],
+                  s["zero_variance_share"], s["all_right_share"], s["all_wrong_share"],
+                  s["accuracy"], s["format"], *[s["pass_at_k"].get(k) for k in ks])
+        tabs.append(r)
     failed = metrics.get("failed", {})
     n_failed = sum(sum(v.values()) for v in failed.values())
-    if n_failed:
-        parts.append(Text(f"{n_failed} episodes failed (infrastructure; not scored, played "
-                          "again on resume): " + str(failed), style="bold red"))
-    return Group(*parts)
+    footer = [Note(f"{n_failed} episodes failed (infrastructure; not scored, played again "
+                   f"on resume): {failed}", "error")] if n_failed else []
+    return Document(headline(metrics), tabs, sim_note(metrics), footer)
 
 
-def print_table(metrics: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(render(metrics))
+def print_table(metrics: dict[str, Any], console: Console | None = None, *,
+                wide: bool = False) -> None:
+    print_document(document(metrics), console or Console(), wide=wide)
 
 
-__all__ = ["print_table", "render"]
+__all__ = ["document", "headline", "print_table"]

@@ -123,6 +123,24 @@
       d.appendChild(document.createTextNode(ev.text || ""));
       return d;
     }
+    if (ev.t === "result") {
+      d = el("div", "event result");
+      d.appendChild(el("span", "who", "result" + (ev.sender ? " · " + ev.sender : "") +
+        " (" + ev.what + ")"));
+      var dl = el("div", "fields");
+      (ev.fields || []).forEach(function (f) {
+        var s = el("span", "field " + f[0]);
+        s.appendChild(el("b", null, f[0] + ": "));
+        s.appendChild(document.createTextNode(f[1]));
+        dl.appendChild(s);
+      });
+      d.appendChild(dl);
+      var det = el("details");
+      det.appendChild(el("summary", null, "all fields"));
+      det.appendChild(el("pre", null, ev.text || ""));
+      d.appendChild(det);
+      return d;
+    }
     d = el("div", "event " + ev.t);
     d.textContent = ev.t + ": " + (ev.score !== undefined ? ev.score + " " : "") + (ev.text || "");
     return d;
