@@ -618,6 +618,9 @@ def _answer_shaped(text: str, letter: str, letters: tuple[str, ...],
     key = letter.casefold()
     for line in [text, *text.splitlines()]:
         toks = _tokens(line)
+        if len(toks) == 1 and re.fullmatch(rf"(?:option|choice|letter){re.escape(key)}",
+                                           toks[0]):
+            toks = ["option", key]  # "optionA": one word, a letter given as the answer
         if toks in ([key], ["option", key], ["choice", key], ["letter", key]):
             return True
         if own is not None and toks and toks in (_tokens(own), [key, *_tokens(own)]):

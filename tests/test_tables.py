@@ -143,6 +143,12 @@ def test_latex_is_booktabs_with_escaped_cells(runs: dict[str, Any]) -> None:
 
 # -- the other protocols --------------------------------------------------------------------
 
+def _acc_ci(acc: dict[str, Any]) -> str:
+    """A classification accuracy with its Wilson interval (``single_ci``)."""
+    lo, hi = acc["single_ci"]
+    return ci({"value": acc["single"], "lo": lo, "hi": hi})
+
+
 def test_classification_tables_match_metrics(runs: dict[str, Any]) -> None:
     m = runs["classification"]["metrics"]
     md = md_tables(to_markdown(runs["classification"]["doc"]))
@@ -150,15 +156,15 @@ def test_classification_tables_match_metrics(runs: dict[str, Any]) -> None:
     assert len(rows) == len(m["models"]) > 0
     for mod, r in zip(m["models"], rows, strict=True):
         [closed] = [k for k in r if k.startswith("closed (")]
-        assert r[closed] == pct(mod["closed"]["accuracy"]["single"])
+        assert r[closed] == _acc_ci(mod["closed"]["accuracy"])
         [hard] = [k for k in r if k.startswith("MC-") and "hard" in k]
-        assert r[hard] == pct(mod["multiple_choice"]["hard"]["accuracy"]["single"])
+        assert r[hard] == _acc_ci(mod["multiple_choice"]["hard"]["accuracy"])
         assert r["failed"] == str(mod["failed"])
     batch = _by_title(md, "Batch size")
     sizes = [(mod["name"], s) for mod in m["models"] for s in mod["batch"]["sizes"]]
     for (name, s), r in zip(sizes, batch, strict=True):
         assert (r["model"], r["batch"], r["N"]) == (name, str(s["size"]), str(s["n"]))
-        assert r["acc %"] == pct(s["accuracy"]["single"])
+        assert r["acc %"] == _acc_ci(s["accuracy"])
 
 
 def test_dynamic_tables_match_metrics(runs: dict[str, Any]) -> None:

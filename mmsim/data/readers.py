@@ -16,14 +16,14 @@ from mmsim.data.fields import load_samples
 from mmsim.data.sample import Sample
 
 READERS: dict[str, str] = {
-    "table": "any format, told by the path (suffix, or a folder's layout)",
-    "tsv": "VLMEvalKit TSV (base64 images, index reuse, A..Z options, hint)",
-    "csv": "CSV with a header, through the field map",
-    "jsonl": "JSON Lines (one row object per line), through the field map",
-    "json": "a JSON list of row objects, through the field map",
-    "parquet": "a parquet file, or a Hugging Face hub folder of shards (configs as folders)",
-    "arrow": "a datasets save_to_disk folder (state.json + .arrow files)",
-    "hf": "hf://owner/name (then :config, @split) through the optional datasets library",
+    "table": "Any format, told by the path (suffix, or a folder's layout).",
+    "tsv": "VLMEvalKit TSV (base64 images, index reuse, A..Z options, hint).",
+    "csv": "CSV with a header, through the field map.",
+    "jsonl": "JSON Lines (one row object per line), through the field map.",
+    "json": "A JSON list of row objects, through the field map.",
+    "parquet": "A parquet file, or a Hugging Face hub folder of shards (configs as folders).",
+    "arrow": "A datasets save_to_disk folder (state.json + .arrow files).",
+    "hf": "hf://owner/name (then :config, @split) through the optional datasets library.",
 }
 
 

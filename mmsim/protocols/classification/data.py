@@ -619,8 +619,8 @@ def _register_readers() -> None:
 
     for name, doc in READERS.items():
         CLS_DATASETS.register(name, _reader(None if name == "table" else name),
-                              doc=f"{doc}; a label column (ClassLabel names) or a "
-                                  "multilabel list column")
+                              doc=f"{doc.rstrip('.')}; a label column (ClassLabel names) "
+                                  "or a multilabel list column.")
 
 
 _register_readers()
