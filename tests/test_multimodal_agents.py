@@ -244,6 +244,9 @@ run: {{concurrency: 4, bootstrap: 0}}
         screen = [e for e in store.episodes("screen") if e["model"] == "r1"]
         extractions = {e["episode_id"]: [x for x in store.messages(e["episode_id"])
                                          if x["kind"] == "extraction"] for e in screen}
+        fb_extractions = {e["episode_id"]: [x for x in store.messages(e["episode_id"])
+                                            if x["kind"] == "extraction"]
+                          for e in store.episodes("feedback")}
     finally:
         store.close()
     c = m["cells"][0]
@@ -258,6 +261,75 @@ run: {{concurrency: 4, bootstrap: 0}}
     right = sum(extractions[e["episode_id"]][0]["correct"] for e in screen)
     assert right == sum(x[0]["answer"] == "B" and x[0]["correct"] for x in extractions.values())
     assert fig["accuracy"]["k"] == right and fig["accuracy"]["n"] == 16
+    # under the extractor, items it read right leave the test set; the rest say B again in
+    # round 1 (still wrong): none corrected
+    assert fig["correction"]["n"] == 16 - right and fig["correction"]["k"] == 0
+    fb_readings = [x for ms in fb_extractions.values() for x in ms]
+    assert fig["filled_feedback"] == sum(x["answer"] is not None for x in fb_readings) > 0
+    assert fig["calls"] == len(fb_readings) + sum(len(v) for v in extractions.values())
+    assert fig["errors"] == 0 and fig["tokens"] > 0
     # the deterministic figures are untouched by the model's readings
     assert c["extractor"]["strict"]["accuracy"]["k"] == 0
     assert c["extractor"]["lenient"]["accuracy"]["k"] == right
+
+
+def _prose_then_marker(messages: list[Any], digest: bytes) -> str:
+    """The first reply names B in prose (strict: unparsed, lenient: B); after feedback the
+    reply carries a marker (both read B)."""
+    if len([m for m in messages if m.get("role") == "user"]) > 1:
+        return "Let me look again.\nAnswer: B"
+    return "Hmm, I would go with B probably, given the figure."
+
+
+@pytest.mark.parametrize("primary", ["strict", "lenient"])
+def test_extractor_sensitivity_is_computed_from_both_readings(tmp_path: Path,
+                                                              primary: str) -> None:
+    with EchoServer(answer=_prose_then_marker) as srv:
+        text = f"""
+name: sens
+seed: 2
+dataset: {{name: synthetic, size: 20, seed: 3}}
+receivers:
+  - {{name: r1, backend: openai, params: {{base_url: "{srv.base_url}", model: echo-r,
+                                        temperature: 0}}}}
+providers:
+  - {{name: p1, backend: sim, params: {{skill: 3.0}}}}
+policies: [binary]
+protocol: {{max_rounds: 1, test_set: all_wrong, extractor: {primary}}}
+run: {{concurrency: 4, bootstrap: 0}}
+"""
+        res = run(tmp_path, text, tmp_path / "out")
+        assert res.failed == 0
+    store = RunStore.open(tmp_path / "out", create=False)
+    try:
+        from mmsim.metrics import compute
+        m = compute(store, resamples=0)
+        screen = list(store.episodes("screen"))
+        answers = {e["sample_id"]: e for e in screen if e["model"] == "r1"}
+    finally:
+        store.close()
+    c = m["cells"][0]
+    ex = c["extractor"]
+    alt = "lenient" if primary == "strict" else "strict"
+    assert (ex["primary"], ex["alternative"]) == (primary, alt)
+    n = len(answers)
+    choice = [e for e in answers.values() if e["n_options"]]
+    # the choice items whose answer is B: lenient reads them right at round 0
+    b_right = [e for e in choice if (e["alt_correct_round"] == 0 if primary == "strict"
+                                     else bool(e["first_correct"]))]
+    # screening: every choice reply is read differently by the two extractors
+    assert ex["screening_disagree"]["k"] == len(choice) and ex["screening_disagree"]["n"] == n
+    # the run's own figures are the cell's figures
+    assert ex[primary]["accuracy"]["k"] == c["n"] - c["n_wrong"]
+    assert ex[primary]["correction"]["k"] == c["n_corrected"]
+    assert ex[primary]["correction"]["n"] == c["n_test"]
+    # strict reads no screening answer; lenient reads B on every choice item
+    assert ex["strict"]["accuracy"]["k"] == 0
+    assert ex["lenient"]["accuracy"]["k"] == len(b_right) > 0
+    if primary == "strict":
+        # every wrong item is tested; its round-0 reply disagrees, its round-1 reply does
+        # not: exactly one disagreeing reply per choice episode
+        assert c["n_test"] == n
+        assert ex["disagree"]["k"] == len(choice) and ex["disagree"]["n"] == n
+        # under lenient the items it read right at round 0 leave the test set
+        assert ex["lenient"]["correction"]["n"] == n - len(b_right)
