@@ -869,6 +869,17 @@ def _choice_letters(fmt: AnswerFormat) -> tuple[str, ...]:
     return tuple(chr(ord("A") + i) for i in range(min(len(fmt.options), 26)))
 
 
+#: Replies at most this long are memoised with their format and mode (templated replies —
+#: simulated agents, short answers — recur across episodes; both extractors read each
+#: reply, so a hit saves two regex passes).
+_MEMO_REPLY_CHARS = 512
+
+
+@lru_cache(maxsize=32_768)
+def _extract_memo(text: str, fmt: AnswerFormat, mode: Mode) -> str | None:
+    return _extract(text, fmt, mode)
+
+
 def extract_answer(text: str, fmt: AnswerFormat, *, mode: Mode = "strict") -> str | None:
     """Extract the answer for a format.
 
@@ -884,6 +895,13 @@ def extract_answer(text: str, fmt: AnswerFormat, *, mode: Mode = "strict") -> st
     Returns:
         The answer, or ``None`` when unparsed.
     """
+    if len(text) <= _MEMO_REPLY_CHARS:
+        _strict(mode)  # an unknown mode is refused before it reaches the cache
+        return _extract_memo(text, fmt, mode)
+    return _extract(text, fmt, mode)
+
+
+def _extract(text: str, fmt: AnswerFormat, mode: Mode) -> str | None:
     if fmt.kind == "choice":
         return extract_choice(text, _choice_letters(fmt), fmt.options, mode=mode)
     if fmt.kind == "numeric":
