@@ -238,3 +238,21 @@ def test_numeric_leak_patterns(text: str, leaks: bool) -> None:
 ])
 def test_exact_leak_patterns(text: str, leaks: bool) -> None:
     assert detect_leak(text, EXACT) is leaks
+
+
+def test_leak_detector_corners() -> None:
+    """Corners mutation testing found unchecked: money and grouped numbers, whitespace in
+    exact answers, multi-character option labels, an unparseable number before the value."""
+    money = Sample(id="m", question="q", answer="$1,000",
+                   answer_format=AnswerFormat(kind="numeric"))
+    assert detect_leak("It costs 1,000 dollars", money)
+    assert detect_leak("It costs 1000", money)
+    assert not detect_leak("It costs 100", money)
+    spaced = Sample(id="s", question="q", answer="New   York",
+                    answer_format=AnswerFormat(kind="exact"))
+    assert detect_leak("I love new york", spaced)
+    labels = Sample(id="l", question="q", answer="B2",
+                    answer_format=AnswerFormat(kind="choice", letters=("A1", "B2")))
+    assert detect_leak("the answer is b2", labels)
+    assert not detect_leak("the answer is a1", labels)
+    assert detect_leak("version 1.2.3 says 58", NUM_58)  # 1.2.3 is no number: go on
