@@ -49,6 +49,17 @@ def _size(n: int) -> str:
     return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n} bytes"
 
 
+def _check_stat(st: os.stat_result, max_bytes: int, what: str, error: type[UserError],
+                where: str) -> None:
+    """Refuse what is not a regular file, or is over ``max_bytes``."""
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{what} not readable: {_kind(st.st_mode)}, not a regular file",
+                    where=where)
+    if st.st_size > max_bytes:
+        raise error(f"{what} not read: {_size(st.st_size)}, more than the limit of "
+                    f"{_size(max_bytes)}", where=where)
+
+
 def read_bytes(path: str | Path, max_bytes: int, *, what: str = "file",
                error: type[UserError] = DataError, where: str | None = None) -> bytes:
     """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else an
@@ -57,13 +68,7 @@ def read_bytes(path: str | Path, max_bytes: int, *, what: str = "file",
     p = Path(path)
     fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{what} not readable: {_kind(st.st_mode)}, not a regular file",
-                        where=where or str(p))
-        if st.st_size > max_bytes:
-            raise error(f"{what} not read: {_size(st.st_size)}, more than the limit of "
-                        f"{_size(max_bytes)}", where=where or str(p))
+        _check_stat(os.fstat(fd), max_bytes, what, error, where or str(p))
         chunks = []
         left = max_bytes + 1  # a file that grows while it is read is still bounded
         while left > 0:
@@ -91,13 +96,7 @@ def check_regular(path: str | Path, max_bytes: int, *, what: str = "file",
     """Refuse ``path`` unless it is a regular file of at most ``max_bytes`` (for readers
     that open the file themselves, e.g. a parquet library). Follows symlinks."""
     p = Path(path)
-    st = os.stat(p)
-    if not stat.S_ISREG(st.st_mode):
-        raise error(f"{what} not readable: {_kind(st.st_mode)}, not a regular file",
-                    where=where or str(p))
-    if st.st_size > max_bytes:
-        raise error(f"{what} not read: {_size(st.st_size)}, more than the limit of "
-                    f"{_size(max_bytes)}", where=where or str(p))
+    _check_stat(os.stat(p), max_bytes, what, error, where or str(p))
 
 
 __all__ = ["MAX_DATA_BYTES", "MAX_IMAGE_BYTES", "MAX_SCENARIO_BYTES", "MAX_VIDEO_BYTES",

@@ -452,6 +452,20 @@ class EpisodeIdSet:
         return f"EpisodeIdSet({self._n} ids)"
 
 
+def _newer_store(version: object, path: Path) -> UserError:
+    return UserError(f"this run was written by a newer mmsim (store schema {version}); "
+                     f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
+                     where=str(path))
+
+
+def _open_error(exc: sqlite3.DatabaseError, path: Path) -> Exception:
+    """A store that cannot be opened: a StoreError when the machine is at fault (locked,
+    disk full; OperationalError), else a UserError (not a store, corrupt)."""
+    if isinstance(exc, sqlite3.OperationalError) and _environmental(exc):
+        return store_error(exc, path)
+    return UserError(f"cannot open the run store: {exc}", where=str(path))
+
+
 class RunStore:
     """The store of one run directory. Use one instance per process; not thread-safe, but
     it may be handed to one worker thread at a time."""
@@ -498,21 +512,14 @@ class RunStore:
             if version == 1:
                 migrate_v1(conn)
             elif version is not None and version != SCHEMA_VERSION:
-                raise UserError(
-                    f"this run was written by a newer mmsim (store schema {version}); "
-                    f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
-                    where=str(path))
+                raise _newer_store(version, path)
             conn.execute(EPISODES_TABLE)
             conn.execute(EPISODES_INDEX)
             if version is None:
                 conn.execute("INSERT INTO meta VALUES('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
-        except sqlite3.OperationalError as exc:
-            if _environmental(exc):
-                raise store_error(exc, path) from None
-            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+            raise _open_error(exc, path) from None
         return conn
 
     @staticmethod
@@ -521,10 +528,7 @@ class RunStore:
         schema-1 store is migrated in a copy in memory, the file left as it is."""
         version = inspect_store(path)
         if version > SCHEMA_VERSION:
-            raise UserError(
-                f"this run was written by a newer mmsim (store schema {version}); "
-                f"mmsim {__version__} reads schema {SCHEMA_VERSION} and earlier",
-                where=str(path))
+            raise _newer_store(version, path)
         try:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
                                    check_same_thread=False, isolation_level=None,
@@ -543,12 +547,8 @@ class RunStore:
             for (scenario,) in conn.execute("SELECT scenario FROM runs"):
                 with contextlib.suppress(ValueError):
                     register_env_params(json.loads(scenario))
-        except sqlite3.OperationalError as exc:
-            if _environmental(exc):
-                raise store_error(exc, path) from None
-            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"cannot open the run store: {exc}", where=str(path)) from None
+            raise _open_error(exc, path) from None
         return conn
 
     def close(self) -> None:
