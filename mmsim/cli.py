@@ -695,8 +695,41 @@ def plan(
         raise _fail(exc) from None
 
 
+def _plain_metavar(param: Any) -> str:
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return "TEXT"
+    if getattr(desc, "is_choice", False) and getattr(desc, "choices", None):
+        return "{" + "|".join(str(getattr(c, "value", c)) for c in desc.choices) + "}"
+    if getattr(desc, "is_path", False):
+        kind = str(getattr(desc, "path_type", "path")).lower()
+        return "FILE" if kind == "file" else "DIR" if kind.startswith("dir") else "PATH"
+    ann = getattr(desc, "annotation", str)
+    return "N" if ann is int else "X" if ann is float else "TEXT"
+
+
+def plain_metavars(command: Any) -> Any:
+    """Help in click's plain style: ``--out PATH``, ``--limit N``, ``RUN_DIRS...`` instead
+    of typer's ``<path>``, ``<int range>`` and ``{run_dirs}... <list[Path]>``. (Typer
+    vendors its own click, so parameters are told apart by their declared kind.)"""
+    for p in command.params:
+        kind = getattr(p, "param_type_name", "")
+        if kind == "argument":
+            name = p.metavar or str(p.name or "arg").upper()
+            shown = name + ("..." if p.nargs != 1 and not name.endswith("...") else "")
+            p.metavar = shown
+            # typer prints an argument with its Python type: show the plain name only
+            p.display_type_rich = lambda ctx: None
+            p._usage_display_name = lambda s=shown, req=p.required: s if req else f"[{s}]"
+        elif kind == "option" and p.metavar is None and not p.is_flag:
+            p.metavar = _plain_metavar(p)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        plain_metavars(sub)
+    return command
+
+
 def main() -> None:
-    app()
+    plain_metavars(typer.main.get_command(app))(prog_name="mmsim")
 
 
 if __name__ == "__main__":

@@ -616,6 +616,11 @@ def _answer_shaped(text: str, letter: str, letters: tuple[str, ...],
                    options: list[str]) -> bool:
     own = options[letters.index(letter)] if letters.index(letter) < len(options) else None
     key = letter.casefold()
+    # a closed reasoning block is not part of the answer: the text after the last
+    # ``</think>`` is the reply (the module docstring's rule), when there is any
+    after = re.split(r"<\s*/\s*think\s*>", text, flags=re.IGNORECASE)[-1]
+    if after.strip():
+        text = after
     for line in [text, *text.splitlines()]:
         toks = _tokens(line)
         if len(toks) == 1 and re.fullmatch(rf"(?:option|choice|letter){re.escape(key)}",
@@ -658,3 +663,14 @@ def test_property_strict_prose_with_option_values_is_unparsed(words: list[str]) 
     got = extract_choice(text, L4, OPTION_TEXTS[:4])
     assert got is None or _answer_shaped(text, got, L4, OPTION_TEXTS[:4]), (text, got)
     assert extract_number(text) is None or len(_tokens(text)) <= 3
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("</think>A", "A"),                       # the reply after a closed block is the answer
+    ("<think>maybe C</think>\nB", "B"),
+    ("<think>the answer is C</think>", "C"),  # nothing after the block: the block is read
+    ("<think>C</think>   ", None),            # a bare letter inside the block is not given
+])
+def test_strict_reads_the_text_after_a_closed_think_block(text: str, want: str | None
+                                                          ) -> None:
+    assert extract_choice(text, ("A", "B", "C", "D"), ["10", "15", "20", "25"]) == want

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,6 +234,23 @@ def test_version_help_and_list_show_text_literally() -> None:
     assert "mmsim[ray]" in r.stdout and "<bool>" not in r.stdout
     assert "--progress / --no-progress" in r.stdout and "--wide / --no-wide" in r.stdout
     assert "--allow-failed" in r.stdout and "--log-format" in r.stdout
+    # plain metavars in every command's help: no typer type placeholders
+    for cmd in ("run", "report", "compare", "export", "fit", "plan", "validate", "list",
+                "data inspect"):
+        r = subprocess.run([sys.executable, "-m", "mmsim.cli", *cmd.split(), "--help"],
+                           text=True, capture_output=True, cwd=ROOT,
+                           env={**os.environ, **env_cols, "PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, r.stderr
+        assert not re.search(r"<(str|int|float|bool|path|list\[)[^>]*>|\{[a-z_]+\}",
+                             r.stdout), (cmd, r.stdout)
+    r = subprocess.run([sys.executable, "-m", "mmsim.cli", "report", "--help"], text=True,
+                       capture_output=True, cwd=ROOT, env={**os.environ, **env_cols,
+                                                           "PYTHONPATH": str(ROOT)})
+    assert "Usage: python -m mmsim.cli report [OPTIONS] RUN_DIRS..." in r.stdout or \
+        "report [OPTIONS] RUN_DIRS..." in r.stdout, r.stdout
+    assert "--limit N" in subprocess.run(
+        [sys.executable, "-m", "mmsim.cli", "run", "--help"], text=True, capture_output=True,
+        cwd=ROOT, env={**os.environ, **env_cols, "PYTHONPATH": str(ROOT)}).stdout
     r = run_cli("list")
     assert r.returncode == 0
     assert "mmsim[hf]" in r.stdout or "mmsim[vllm]" in r.stdout, r.stdout

@@ -420,8 +420,9 @@ protocol: {max_rounds: 3}
 run: {bootstrap: 100}
 """
 
-#: marks every SVG text that reaches outside its chart (transforms included), and every
-#: chart wider than the page, as the page lays them out
+#: marks every SVG text that reaches outside its chart (transforms included), every text
+#: drawn smaller than 8.5 px once its chart is scaled to the page, and every chart wider
+#: than the page, as the page lays them out
 _CLIP_PROBE = """<script>
 window.addEventListener('load', () => setTimeout(() => {
   const bad = [];
@@ -430,7 +431,11 @@ window.addEventListener('load', () => setTimeout(() => {
     if (s.width === 0) return;
     if (s.right > document.documentElement.clientWidth + 1)
       bad.push('wide:' + svg.getAttribute('aria-label'));
+    const vb = svg.viewBox && svg.viewBox.baseVal;
+    const scale = vb && vb.width ? s.width / vb.width : 1;
     svg.querySelectorAll('text').forEach((t) => {
+      const px = parseFloat(getComputedStyle(t).fontSize) * scale;
+      if (px < 8.5) bad.push('small(' + px.toFixed(1) + 'px):' + t.textContent);
       const r = t.getBoundingClientRect();
       if (r.left < s.left - 1 || r.right > s.right + 1 || r.top < s.top - 1 ||
           r.bottom > s.bottom + 1) bad.push(t.textContent);
@@ -468,6 +473,11 @@ def test_long_names_never_clip_in_a_browser(tmp_path: Path, width: int) -> None:
     assert m is not None, "the probe did not run"
     assert json.loads(unescape(m.group(1))) == []
     assert dom.count("<svg") >= 5
+    # the parse/leak chart: a row per cell with its whole label, not a squeezed column chart
+    assert dom.count('class="plot hbar-chart"') == 1
+    fails = dom.split('class="plot hbar-chart"', 1)[1].split("</svg>", 1)[0]
+    assert fails.count('class="ylabel"') == 2 * 2 * 4  # receivers x providers x policies
+    assert "receiver-with-a-really-long-descriptive-name-v2" in unescape(fails)
     shot = tmp_path / f"long-{width}.png"
     _chromium(tmp_path, f"--screenshot={shot}", f"--window-size={width},1600", url)
     with Image.open(shot) as im:

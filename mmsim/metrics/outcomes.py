@@ -10,7 +10,9 @@
   is computed from the stored grades, whatever the protocol);
 * ``failed``: ended by an infrastructure error (never scored);
 * ``correct`` / ``wrong``: a single-shot episode of another protocol (e.g. classification),
-  by its ``solved`` flag.
+  by its ``solved`` flag;
+* ``scored``: an episode that is scored but not right or wrong (``solved`` unset): a
+  judged open answer (its score is the judge's) or a judge calibration pair.
 
 Screening episodes answered wrongly are not listed: each reappears as round 0 of its
 feedback episodes (or was left out of every test set).
@@ -25,7 +27,7 @@ from typing import Any
 from mmsim.store import RunStore
 
 OUTCOMES = ("corrected", "never_corrected", "regressed", "first_correct", "failed", "correct",
-            "wrong")
+            "wrong", "scored")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,8 @@ def classify(store: RunStore) -> list[EpisodeOutcome]:
                 continue
             outcome = "first_correct"
         elif ep["kind"] != "feedback":
-            outcome = "correct" if ep["solved"] else "wrong"
+            outcome = ("scored" if ep["solved"] is None else
+                       "correct" if ep["solved"] else "wrong")
         elif ep["solved"]:
             outcome = "corrected"
             rounds = int(ep.get("corrected_round") or rounds)

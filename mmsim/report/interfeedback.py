@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from mmsim.metrics.intervals import proportion
 from mmsim.report.sections import Markup, RunContext, esc, pct, section, table
-from mmsim.report.svg import Bar, BarGroup, Line, Point, bar_chart, small_multiples
+from mmsim.report.svg import Bar, BarGroup, Line, Point, bar_chart, hbar_chart, small_multiples
 
 SCHEMA = "mmsim.interfeedback.v1"
 
@@ -160,16 +161,22 @@ def failures(ctx: RunContext) -> str | None:
     parts: list[str] = []
     groups = []
     for c in cells:
-        fail = _rate(c["failed"], c["n_test"] + c["failed"])
-        groups.append(BarGroup(f"{c['receiver']}×{c['provider']}×{c['policy']}", [
-            Bar("parse failures", c["parse_failure_rate"], note=f"{c['n_unparsed']} replies"),
-            Bar("failed episodes", fail, note=f"{c['failed']} episodes"),
-            Bar("leaks", c.get("leak_rate"), note=f"{c['n_leaked']} of {c['n_feedback']}")]))
+        fail = proportion(c["failed"], c["n_test"] + c["failed"])
+        pf, lk = c.get("parse_failure") or {}, c.get("leak") or {}
+        groups.append(BarGroup(f"{c['receiver']} × {c['provider']} × {c['policy']}", [
+            Bar("parse failures", c["parse_failure_rate"], pf.get("lo"), pf.get("hi"),
+                note=f"{c['n_unparsed']} replies"),
+            Bar("failed episodes", fail["value"], fail["lo"], fail["hi"],
+                note=f"{c['failed']} episodes"),
+            Bar("leaks", c.get("leak_rate"), lk.get("lo"), lk.get("hi"),
+                note=f"{c['n_leaked']} of {c['n_feedback']}")]))
     if groups:
-        top = max([b.value or 0.0 for g in groups for b in g.bars] + [0.05])
-        y_max = min(1.0, max(0.1, round(top * 1.25 + 0.049, 1)))
-        parts.append(bar_chart(groups, title="Parse-failure, failed-episode and leak rates",
-                               y_max=y_max))
+        # the scale holds every bar and whisker (a 0% rate's interval still has width)
+        top = max([max(b.value or 0.0, b.hi or 0.0) / 1.25 for g in groups for b in g.bars]
+                  + [0.05])
+        x_max = min(1.0, max(0.1, round(top * 1.25 + 0.049, 1)))
+        parts.append(hbar_chart(groups, title="Parse-failure, failed-episode and leak rates",
+                                x_max=x_max))
     if agents:
         rows: list[tuple[object, ...]] = [
             (a["name"], ",".join(a["roles"]), a["n"], a["n_unparsed"],

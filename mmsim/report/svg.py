@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 
+#: the widest a multi-panel chart grows: at 800 px a page lays it out unscaled
+MAX_CHART_W = 720.0
+
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac")
 
@@ -152,6 +155,84 @@ def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
     return "".join(parts)
 
 
+def hbar_chart(groups: list[BarGroup], *, title: str, x_label: str = "%",
+               x_max: float = 1.0, label_chars: int = 30,
+               css_class: str = "plot hbar-chart") -> str:
+    """Horizontal grouped bars, one row per group: the group's label wrapped whole on the
+    left in full-size text, one bar per series with its 95% whisker and its figure printed
+    at its end. Grows downwards with the number of groups instead of widening (and being
+    scaled down until the labels cannot be read), so long names stay legible."""
+    series: list[str] = []
+    for g in groups:
+        for b in g.bars:
+            if b.series not in series:
+                series.append(b.series)
+    n_series = max(1, len(series))
+    wrapped = {g.label: _wrap_label(g.label, label_chars) for g in groups}
+    longest = max((len(t) for v in wrapped.values() for t in v), default=0)
+    label_w = max(60.0, longest * 6.4 + 14)
+    plot_w, value_w, bar_h, gap = 300.0, 70.0, 12.0, 3.0
+    legend_w = sum(24 + 7 * len(x) for x in series)
+    left = label_w
+    top = 60.0 + 16 * (legend_w > plot_w + value_w)  # title, legend, axis ticks
+    rows = [max(n_series * (bar_h + gap) + 10, 13 * len(wrapped[g.label]) + 10)
+            for g in groups]
+    width = max(left + plot_w + value_w, 10 + legend_w, 10 + 7.8 * len(title))
+    height = top + sum(rows) + 10
+    parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
+             f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
+             f'<text x="10" y="14" class="title">{escape(title)}</text>']
+    parts += _legend(series, 10, 30)
+    axis_y = top - 8
+    body_h = sum(rows)
+    for k in range(5):
+        x = left + k / 4 * plot_w
+        parts.append(f'<line x1="{x:.1f}" y1="{top - 4:.1f}" x2="{x:.1f}" '
+                     f'y2="{top + body_h:.1f}" class="grid"/>')
+        parts.append(f'<text x="{x:.1f}" y="{axis_y:.1f}" text-anchor="middle" class="tick">'
+                     f'{round(100 * k / 4 * x_max, 1):g}{escape(x_label) if k == 4 else ""}'
+                     '</text>')
+
+    def x_of(v: float) -> float:
+        return left + min(max(v / x_max, 0.0), 1.0) * plot_w
+
+    y = top
+    for g, row_h in zip(groups, rows, strict=True):
+        lines = wrapped[g.label]
+        ly = y + row_h / 2 - 13 * (len(lines) - 1) / 2 + 4
+        spans = "".join(f'<tspan x="{left - 8:.1f}" dy="{0 if k == 0 else 13}">{escape(t)}'
+                        "</tspan>" for k, t in enumerate(lines))
+        parts.append(f'<text x="{left - 8:.1f}" y="{ly:.1f}" text-anchor="end" '
+                     f'class="ylabel"><title>{escape(g.label)}</title>{spans}</text>')
+        by = y + (row_h - n_series * (bar_h + gap)) / 2
+        for b in g.bars:
+            si = series.index(b.series)
+            yy = by + si * (bar_h + gap)
+            if b.value is None:
+                parts.append(f'<text x="{left + 4:.1f}" y="{yy + bar_h - 2:.1f}" '
+                             f'class="value na">n/a</text>')
+                continue
+            xe = x_of(b.value)
+            parts.append(f'<rect class="bar" x="{left:.1f}" y="{yy:.1f}" '
+                         f'width="{max(xe - left, 0.5):.1f}" height="{bar_h:.1f}" '
+                         f'fill="{color(si)}">'
+                         f"{_tip(f'{g.label} / {b.series}', b.value, b.lo, b.hi, b.note)}"
+                         "</rect>")
+            end = xe
+            if b.lo is not None and b.hi is not None:
+                x1, x2, cy = x_of(b.lo), x_of(b.hi), yy + bar_h / 2
+                parts.append(f'<path class="errbar" d="M{x1:.1f} {cy:.1f}H{x2:.1f}'
+                             f'M{x1:.1f} {cy - 3:.1f}v6M{x2:.1f} {cy - 3:.1f}v6"/>')
+                end = max(end, x2)
+            parts.append(f'<text x="{end + 4:.1f}" y="{yy + bar_h - 2:.1f}" class="value">'
+                         f"{_pct(b.value)}</text>")
+        y += row_h
+        parts.append(f'<line x1="10" y1="{y:.1f}" x2="{left + plot_w:.1f}" y2="{y:.1f}" '
+                     'class="grid"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def line_chart(lines: list[Line], *, title: str, x_label: str = "round",
                y_label: str = "%", y_max: float = 1.0,
                css_class: str = "plot line-chart") -> str:
@@ -206,7 +287,7 @@ def _wrap_label(text: str, width: int) -> list[str]:
     out: list[str] = []
     rest = text
     while len(rest) > width:
-        cut = max(rest.rfind(ch, 0, width) for ch in "/ -")
+        cut = max(rest.rfind(ch, 0, width) for ch in "/ -×")
         cut = width if cut <= 0 else cut + 1
         out.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
@@ -231,17 +312,21 @@ def small_multiples(lines: list[Line], *, title: str, x_label: str = "round",
     ph = 110.0
     head = 14.0 * label_lines + 6
     cell_w, cell_h = pw + 46, head + ph + 30
-    ncol = max(1, min(columns, len(lines)))
+    # as many columns as fit a narrow page unscaled (text stays full size at 800 px)
+    ncol = max(1, min(columns, len(lines), int((MAX_CHART_W - 10) // cell_w)))
     nrow = (len(lines) + ncol - 1) // ncol
-    width = max(ncol * cell_w + 10, 7.8 * len(title) + 20)
-    height = 26 + nrow * cell_h
+    title_lines = _wrap_label(title, max(20, int((max(ncol * cell_w, MAX_CHART_W) - 20) / 7.8)))
+    width = max(ncol * cell_w + 10, 7.8 * max(len(t) for t in title_lines) + 20)
+    y0 = 10 + 16 * len(title_lines)
+    height = y0 + nrow * cell_h
     parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
-             f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
-             f'<text x="10" y="16" class="title">{escape(title)}</text>']
+             f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">']
+    parts += [f'<text x="10" y="{16 + 16 * k}" class="title">{escape(t)}</text>'
+              for k, t in enumerate(title_lines)]
 
     for i, (ln, lab) in enumerate(zip(lines, labels, strict=True)):
         ox = 40 + (i % ncol) * cell_w
-        oy = 26 + (i // ncol) * cell_h
+        oy = y0 + (i // ncol) * cell_h
         top = oy + head
 
         def px(x: float, ox: float = ox) -> float:

@@ -69,6 +69,13 @@ class DynResult(Envelope):
     perturbation: str | None = None
     judge_run: int = 0
     pair_id: str = ""
+    #: what the answer is scored against: the expected answer (exact families) or the
+    #: reference output (judged ones and calibration pairs)
+    reference: str | None = None
+    #: calibration pairs only (they have no model turn): the question and the candidate
+    #: output the judge scored, so the transcript shows what the judge saw
+    question: str | None = None
+    output: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +259,8 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
                         item_id=p.item_id, scoring="judge", score=v.score, judge=u.judge,
                         judge_parse=v.parse, judge_prompt_tokens=v.usage.prompt_tokens,
                         judge_completion_tokens=v.usage.completion_tokens, label=p.label,
-                        perturbation=p.perturbation, judge_run=u.run, pair_id=p.pair_id)
+                        perturbation=p.perturbation, judge_run=u.run, pair_id=p.pair_id,
+                        reference=p.reference, question=p.question, output=p.candidate)
         rec.judge_prompt_tokens = v.usage.prompt_tokens
         rec.judge_completion_tokens = v.usage.completion_tokens
         rec.judge_retries = v.usage.retries
@@ -283,7 +291,7 @@ class DynamicRun(ProtocolRun[DynamicScenario, list[Sample]]):
             return Played(rec)
         common = {"run_id": self.run_id, "episode_id": u.episode_id, "turn": 1,
                   "sender": "env", "phase": "task", "family": inst.family,
-                  "agent": u.model, "item_id": u.item.id,
+                  "agent": u.model, "item_id": u.item.id, "reference": inst.expected,
                   "prompt_tokens": resp.usage.prompt_tokens,
                   "completion_tokens": resp.usage.completion_tokens}
         msgs: tuple[Any, ...]

@@ -12,7 +12,7 @@
                 ["policy", "policy"], ["outcome", "outcome"], ["round", "round"]];
   var OUTCOME_LABEL = {corrected: "corrected", never_corrected: "never corrected",
                        regressed: "regressed", first_correct: "first correct", failed: "failed",
-                       correct: "correct", wrong: "wrong"};
+                       correct: "correct", wrong: "wrong", scored: "scored"};
 
   function parseHash() {
     var out = {};
@@ -80,8 +80,10 @@
   });
 
   function turnEvent(ev) {
-    var d = el("div", "event " + (ev.role === "user" ? "user" : "turn"));
-    d.appendChild(el("span", "who", ev.role === "user" ? "prompt" : ev.role));
+    var many = (ev.images || []).length > 4;  // video frames: a filmstrip of small thumbnails
+    var d = el("div", "event " + (ev.role === "user" ? "user" : "turn") + (many ? " strip" : ""));
+    d.appendChild(el("span", "who", ev.role === "user" ? "prompt" +
+      (many ? " · " + ev.images.length + " frames" : "") : ev.role));
     (ev.images || []).forEach(function (sha) {
       if (data.images[sha]) {
         var img = el("img");
@@ -99,12 +101,34 @@
     d.appendChild(document.createTextNode(ev.text));
     return d;
   }
-  function renderEvent(ev) {
+  function num(v) { return typeof v === "number" ? String(Math.round(v * 1000) / 1000) : String(v); }
+  function resultLine(ev) {
+    var bits = [];
+    if (ev.correct === true) bits.push("\u2713 correct");
+    else if (ev.correct === false) bits.push("\u2717 wrong");
+    if (ev.label !== null && ev.label !== undefined)
+      bits.push(ev.label ? "paraphrase of the reference (should score high)" :
+        "corrupted reference" + (ev.perturbation ? " (" + ev.perturbation + ")" : "") +
+        " (should score low)");
+    if (ev.unparsed) bits.push("answer: unparsed");
+    else if (ev.answer !== null && ev.answer !== undefined) bits.push("answer: " + ev.answer);
+    if (ev.gold !== null && ev.gold !== undefined)
+      bits.push((ev.what === "dyn_result" && ev.score !== null ? "reference: " : "expected: ") + ev.gold);
+    if (ev.score !== null && ev.score !== undefined) bits.push("judge score " + num(ev.score));
+    if (ev.reward !== null && ev.reward !== undefined) {
+      var parts = [];
+      Object.keys(ev.rewards || {}).forEach(function (k) { parts.push(k + " " + num(ev.rewards[k])); });
+      bits.push("reward " + num(ev.reward) + (parts.length ? " (" + parts.join(" + ") + ")" : ""));
+    }
+    return bits.join(" \u00b7 ");
+  }
+  function renderEvent(ev, ep) {
     var d;
     if (ev.t === "turn") return turnEvent(ev);
     if (ev.t === "response") {
       d = el("div", "event response");
-      d.appendChild(el("span", "who", "receiver " + (ev.sender || "") + " · round " + ev.round));
+      d.appendChild(el("span", "who", (ep.kind === "feedback" || ep.kind === "screen" ?
+        "receiver " + (ev.sender || "") + " · round " + ev.round : "model " + (ev.sender || ""))));
       d.appendChild(document.createTextNode(ev.text || ""));
       if (ev.error) d.appendChild(el("div", "error", "error: " + ev.error));
       return d;
@@ -123,10 +147,18 @@
       d.appendChild(document.createTextNode(ev.text || ""));
       return d;
     }
+    if (ev.t === "verdict") {
+      d = el("div", "event verdict");
+      d.appendChild(el("span", "who", "judge " + (ev.sender || "") + " · score " +
+        (ev.score === null || ev.score === undefined ? "unparsed" : num(ev.score))));
+      d.appendChild(document.createTextNode(ev.text || ""));
+      return d;
+    }
     if (ev.t === "result") {
-      d = el("div", "event result");
-      d.appendChild(el("span", "who", "result" + (ev.sender ? " · " + ev.sender : "") +
+      d = el("div", "event result " + (ev.correct === true ? "ok" : ev.correct === false ? "bad" : ""));
+      d.appendChild(el("span", "who", "scored" + (ev.sender ? " by " + ev.sender : "") +
         " (" + ev.what + ")"));
+      d.appendChild(el("div", "verdict-line", resultLine(ev)));
       var dl = el("div", "fields");
       (ev.fields || []).forEach(function (f) {
         var s = el("span", "field " + f[0]);
@@ -160,7 +192,7 @@
     h.appendChild(el("span", "eid", ep.id));
     a.appendChild(h);
     if (ep.error) a.appendChild(el("div", "error-box", "failed: " + ep.error));
-    ep.events.forEach(function (ev) { a.appendChild(renderEvent(ev)); });
+    ep.events.forEach(function (ev) { a.appendChild(renderEvent(ev, ep)); });
     return a;
   }
   function render() {
