@@ -256,3 +256,135 @@ def test_leak_detector_corners() -> None:
     assert detect_leak("the answer is b2", labels)
     assert not detect_leak("the answer is a1", labels)
     assert detect_leak("version 1.2.3 says 58", NUM_58)  # 1.2.3 is no number: go on
+
+
+# -- retries and token cost, recomputed from the raw episodes ----------------------------
+PRICED = (SMALL.replace("size: 40", "size: 20")
+          .replace("{name: r1, backend: sim, params: {skill: 0.0}}",
+                   "{name: r1, backend: sim, params: {skill: 0.0}, "
+                   "prices: {input: 1.5, output: 4.0}}")
+          .replace("{name: p2, backend: sim, params: {skill: 1.5}}",
+                   "{name: p2, backend: sim, params: {skill: 1.5}, "
+                   "prices: {input: 0.25, output: 2.0, currency: USD}}"))
+PRICES = {"r1": (1.5, 4.0), "p2": (0.25, 2.0)}
+
+
+def _usd(name: str, prompt: int, completion: int) -> float:
+    pin, pout = PRICES[name]
+    return (prompt * pin + completion * pout) / 1e6
+
+
+def test_cost_and_retries_match_an_independent_recomputation(tmp_path: Path) -> None:
+    """Per agent (screening, answers after feedback, feedback given), per cell and per role,
+    over every episode, failed ones included; a feedback episode's round-0 answer is the
+    screening answer and is not charged twice. Retries and failures are planted in the
+    store (seeded) so every branch carries a different number."""
+    import random
+
+    scn = tmp_path / "s.yaml"
+    scn.write_text(PRICED)
+    play(scn, tmp_path / "run")
+    db = sqlite3.connect(tmp_path / "run" / "mmsim.sqlite")
+    rng = random.Random(7)
+    ids = [r[0] for r in db.execute("SELECT episode_id FROM episodes ORDER BY episode_id")]
+    for eid in ids:
+        db.execute("UPDATE episodes SET model_retries=?, provider_retries=? WHERE episode_id=?",
+                   (rng.randrange(4), rng.randrange(3), eid))
+    db.execute("UPDATE episodes SET status='failed', error='planted' WHERE episode_id IN "
+               "(SELECT episode_id FROM episodes WHERE kind='feedback' ORDER BY episode_id "
+               "LIMIT 3)")
+    db.commit()
+    db.close()
+    eps, _ = _raw(tmp_path / "run")
+    store = RunStore.open(tmp_path / "run", create=False)
+    try:
+        m = compute(store, resamples=0)
+    finally:
+        store.close()
+
+    screen = {(e["model"], e["sample_id"]): e for e in eps if e["kind"] == "screen"}
+    fb = [e for e in eps if e["kind"] == "feedback"]
+    assert any(e["status"] == "failed" for e in fb)
+    want_retries: dict[str, int] = defaultdict(int)
+    for e in eps:
+        want_retries[e["model"]] += e["model_retries"]
+        if e["kind"] == "feedback":
+            want_retries[e["provider"]] += e["provider_retries"]
+    cost = {n: {"screening": 0.0, "receiver": 0.0, "provider": 0.0} for n in PRICES}
+    for e in screen.values():
+        if e["model"] in PRICES:
+            cost[e["model"]]["screening"] += _usd(e["model"], e["model_prompt_tokens"],
+                                                  e["model_completion_tokens"])
+    cells: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
+        lambda: {"receiver": 0.0, "provider": 0.0, "rr": 0, "pr": 0})
+    for e in fb:
+        s = screen[(e["model"], e["sample_id"])]
+        c = cells[(e["model"], e["provider"], e["condition"])]
+        c["rr"] += e["model_retries"]
+        c["pr"] += e["provider_retries"]
+        if e["model"] in PRICES:
+            rc = _usd(e["model"], e["model_prompt_tokens"] - s["model_prompt_tokens"],
+                      e["model_completion_tokens"] - s["model_completion_tokens"])
+            cost[e["model"]]["receiver"] += rc
+            c["receiver"] += rc
+        if e["provider"] in PRICES:
+            pc = _usd(e["provider"], e["provider_prompt_tokens"],
+                      e["provider_completion_tokens"])
+            cost[e["provider"]]["provider"] += pc
+            c["provider"] += pc
+    assert cost["r1"]["receiver"] > 0 and cost["p2"]["provider"] > 0
+
+    agents = {a["name"]: a for a in m["agents"]}
+    assert set(agents) == {"r1", "r2", "p1", "p2"}
+    for name, a in agents.items():
+        assert a["retries"] == want_retries[name], name
+        if name not in PRICES:
+            assert a["cost"] is None
+            continue
+        got = a["cost"]
+        for part in ("screening", "receiver", "provider"):
+            assert got[part] == pytest.approx(cost[name][part], abs=2e-6), (name, part)
+        assert got["total"] == pytest.approx(sum(cost[name].values()), abs=2e-6)
+        assert got["currency"] == "USD"
+    assert m["retries"] == sum(want_retries.values())
+    run_cost = m["cost"]
+    assert run_cost["currency"] == "USD" and run_cost["judge"] is None
+    want_recv = cost["r1"]["screening"] + cost["r1"]["receiver"]
+    # providers are screened too: a provider's screening is charged to the provider role
+    assert cost["p2"]["screening"] > 0
+    want_prov = cost["p2"]["screening"] + cost["p2"]["provider"]
+    assert run_cost["receiver"] == pytest.approx(want_recv, abs=2e-6)
+    assert run_cost["provider"] == pytest.approx(want_prov, abs=2e-6)
+    assert run_cost["total"] == pytest.approx(want_recv + want_prov, abs=2e-6)
+    for c in m["cells"]:
+        key = (c["receiver"], c["provider"], c["policy"])
+        want = cells[key]
+        assert c["retries"] == {"receiver": want["rr"], "provider": want["pr"]}, key
+        if key[0] not in PRICES and key[1] not in PRICES:
+            assert c["cost"] is None, key
+            continue
+        assert c["cost"]["receiver"] == pytest.approx(want["receiver"], abs=2e-6), key
+        assert c["cost"]["provider"] == pytest.approx(want["provider"], abs=2e-6), key
+        assert c["cost"]["total"] == pytest.approx(want["receiver"] + want["provider"],
+                                                   abs=2e-6), key
+
+
+def test_leak_detector_length_threshold() -> None:
+    """Option texts and exact answers are matched from two characters on; a one-character
+    one ("7", "x") is everywhere in ordinary feedback and is not searched."""
+    def choice(opts: tuple[str, ...]) -> Sample:
+        return Sample(id="c", question="q", answer="B",
+                      answer_format=AnswerFormat(kind="choice", letters=("A", "B"),
+                                                 options=opts))
+
+    assert not detect_leak("there are 7 of them", choice(("6", "7")))
+    assert detect_leak("there are 12 of them", choice(("11", "12")))
+    assert not detect_leak("there are 11 of them", choice(("11", "12")))
+
+    def exact(ans: str) -> Sample:
+        return Sample(id="e", question="q", answer=ans,
+                      answer_format=AnswerFormat(kind="exact"))
+
+    assert not detect_leak("x marks the spot", exact("x"))
+    assert detect_leak("think about ab again", exact("ab"))
+    assert not detect_leak("think about abc again", exact("ab"))
