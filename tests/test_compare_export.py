@@ -7,12 +7,13 @@ import io
 import json
 import sqlite3
 import sys
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from conftest import SMALL
+from conftest import ROOT, SMALL
 from typer.testing import CliRunner
 
 from mmsim.cli import app
@@ -252,3 +253,69 @@ def test_compare_figures_match_an_independent_recomputation(runs: tuple[Path, Pa
         assert got["lo"] <= got["hi"]
     assert res["ci"] == {"method": "paired percentile bootstrap over shared items",
                          "level": 0.95, "resamples": 400, "seed": 5}
+
+
+def test_compare_outcomes_matches_an_independent_recomputation(tmp_path: Path) -> None:
+    """Another protocol's comparison (video here): the solved share per agent x episode kind x
+    condition, recomputed from the raw episodes tables, paired on shared sample ids;
+    unfinished and unscored episodes are left out; cells only in one run are listed."""
+    from mmsim.metrics.compare import compare_outcomes
+    from mmsim.scenario import load_any_scenario
+
+    base = (ROOT / "scenarios" / "video_levels.yaml").read_text()
+    base = (base.replace("items_per_level: 60", "items_per_level: 6")
+            .replace("training_items: 60", "training_items: 2")
+            .replace("bootstrap: 1000", "bootstrap: 50"))
+    texts = {"a": base, "b": base.replace("seed: 0", "seed: 1")
+             .replace("skill: 0.3,", "skill: 2.0,")}
+    dirs = {}
+    for name, text in texts.items():
+        scn = tmp_path / f"{name}.yaml"
+        scn.write_text(text)
+        dirs[name] = tmp_path / name
+        anyio.run(lambda s=scn, d=dirs[name]: run_scenario(load_any_scenario(s), d))
+    # an unfinished episode in A: left out of A's cell
+    db = sqlite3.connect(dirs["a"] / "mmsim.sqlite")
+    dropped = db.execute("SELECT episode_id, model, kind, condition, sample_id FROM episodes "
+                         "WHERE kind='video_eval' ORDER BY episode_id LIMIT 1").fetchone()
+    db.execute("UPDATE episodes SET status='failed' WHERE episode_id=?", (dropped[0],))
+    db.commit()
+    db.close()
+
+    def raw(d: Path) -> dict[tuple[str, str, str], dict[str, float]]:
+        db = sqlite3.connect(d / "mmsim.sqlite")
+        out: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+        for m, k, c, s, solved in db.execute(
+                "SELECT model, kind, condition, sample_id, solved FROM episodes "
+                "WHERE status='done' AND solved IS NOT NULL"):
+            out[(m, k, c or "")][s] = float(solved)
+        db.close()
+        return out
+
+    ra, rb = raw(dirs["a"]), raw(dirs["b"])
+    sa, sb = RunStore.open(dirs["a"], create=False), RunStore.open(dirs["b"], create=False)
+    try:
+        res = compare_outcomes(sa, sb, resamples=300, seed=2)
+    finally:
+        sa.close()
+        sb.close()
+    assert res["metrics"] == ["solved"] and res["same_dataset"] is False
+    assert res["ci"]["seed"] == 2 and res["ci"]["resamples"] == 300
+    keys = sorted(set(ra) & set(rb))
+    assert [(c["receiver"], c["provider"], c["policy"]) for c in res["cells"]] == keys
+    assert dropped[4] not in ra[(dropped[1], dropped[2], dropped[3] or "")]
+    moved = 0
+    for c in res["cells"]:
+        key = (c["receiver"], c["provider"], c["policy"])
+        xa, xb, got = ra[key], rb[key], c["solved"]
+        shared = sorted(set(xa) & set(xb))
+        assert (got["n_a"], got["n_b"], got["n_shared"]) == (len(xa), len(xb), len(shared))
+        assert got["a"] == pytest.approx(sum(xa.values()) / len(xa))
+        assert got["b"] == pytest.approx(sum(xb.values()) / len(xb))
+        diff = (sum(xb[s] for s in shared) - sum(xa[s] for s in shared)) / len(shared)
+        assert got["diff"] == pytest.approx(diff, abs=1e-12)
+        assert got["lo"] <= got["diff"] + 1e-12 <= got["hi"] + 2e-12
+        moved += diff != 0
+    assert moved, "the two runs should differ somewhere"
+    assert res["only_in_a"] == [list(k) for k in sorted(set(ra) - set(rb))]
+    assert res["only_in_b"] == [list(k) for k in sorted(set(rb) - set(ra))]
