@@ -23,6 +23,8 @@ from mmsim.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
+LONG_DYN = "contaminated-model-with-a-really-long-descriptive-name-v2"
+LONG_VIDEO = "post-trained-model-whose-name-goes-on-and-on-and-on-x"
 
 
 def _play(tmp: Path, name: str, edit: dict[str, str]) -> Path:
@@ -56,7 +58,8 @@ def _stored(run: Path) -> dict[str, list[dict[str, Any]]]:
 def dynamic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("dyn-dialogue")
     run = _play(tmp, "dynamic_eval", {"size: 80": "size: 10", "bootstrap: 1000":
-                                      "bootstrap: 100"})
+                                      "bootstrap: 100",
+                                      "{name: contaminated,": f"{{name: {LONG_DYN},"})
     page, _ = build_html([run], max_episodes=400)
     (tmp / "dyn.html").write_text(page, encoding="utf-8")
     return run, page
@@ -67,7 +70,8 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("video-dialogue")
     run = _play(tmp, "video_levels", {"items_per_level: 60": "items_per_level: 4",
                                       "training_items: 60": "training_items: 2",
-                                      "bootstrap: 1000": "bootstrap: 100"})
+                                      "bootstrap: 1000": "bootstrap: 100",
+                                      "name: post-trained": f"name: {LONG_VIDEO}"})
     page, _ = build_html([run], max_episodes=400)
     (tmp / "video.html").write_text(page, encoding="utf-8")
     return run, page
@@ -147,19 +151,48 @@ def test_video_dialogue_has_frames_reply_and_reward(video: tuple[Path, str]) -> 
         assert ep["outcome"] == ("correct" if last["correct"] else "wrong")
 
 
+def _chrome(tmp: Path, *args: str) -> str:
+    profile = tmp / "chromium-profile"
+    r = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                        "--no-first-run", f"--user-data-dir={profile}", *args],
+                       capture_output=True, text=True, timeout=90)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+@pytest.mark.parametrize("width", [1400, 800])
+def test_dynamic_and_video_charts_fit_and_read_at_two_widths(
+        dynamic: tuple[Path, str], video: tuple[Path, str], tmp_path: Path, width: int) -> None:
+    """The radar and the video charts, with long model names: no text outside its chart,
+    none smaller than 8.5 px as laid out, no chart wider than the page."""
+    import base64
+    import hashlib
+
+    from test_report_html import _CLIP_PROBE
+
+    probe = _CLIP_PROBE.removeprefix("<script>").removesuffix("</script>")
+    digest = base64.b64encode(hashlib.sha256(probe.encode()).digest()).decode()
+    for (_, page), name in ((dynamic, "dyn"), (video, "video")):
+        assert LONG_DYN in page or LONG_VIDEO in page
+        f = tmp_path / f"{name}.html"
+        f.write_text(page.replace("script-src ", f"script-src 'sha256-{digest}' ", 1)
+                     .replace("</body>", _CLIP_PROBE + "</body>"), encoding="utf-8")
+        dom = _chrome(tmp_path, f"--window-size={width},1200", "--virtual-time-budget=3000",
+                      "--dump-dom", f.resolve().as_uri())
+        m = re.search(r'data-clipped="([^"]*)"', dom)
+        assert m is not None, "the probe did not run"
+        assert json.loads(htmllib.unescape(m.group(1))) == [], name
+        assert dom.count("<svg") >= 1
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 def test_dialogues_render_in_a_browser(dynamic: tuple[Path, str], video: tuple[Path, str],
                                        tmp_path: Path) -> None:
     for (run, _), name in ((dynamic, "dyn"), (video, "video")):
         url = (run.parent / f"{name}.html").resolve().as_uri() + "#view=transcripts"
-        profile = tmp_path / f"profile-{name}"
-        r = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-                            "--no-first-run", f"--user-data-dir={profile}",
-                            "--window-size=1000,1400", "--dump-dom", url],
-                           capture_output=True, text=True, timeout=90)
-        shutil.rmtree(profile, ignore_errors=True)
-        assert r.returncode == 0, r.stderr[-2000:]
-        dom = htmllib.unescape(r.stdout)
+        dom = htmllib.unescape(_chrome(tmp_path, "--window-size=1000,1400", "--dump-dom", url))
         assert '<pre id="js-errors" class="js-errors"></pre>' in dom
         lines = re.findall(r'<div class="verdict-line">([^<]*)</div>', dom)
         assert lines, "no scored line rendered"

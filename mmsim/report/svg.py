@@ -76,15 +76,24 @@ def _y_axis(x0: float, y0: float, h: float, w: float, y_max: float, label: str) 
     return out
 
 
-def _legend(series: list[str], x: float, y: float, start: int = 0) -> list[str]:
-    out = []
-    cx = x
+def _legend(series: list[str], x: float, y: float, start: int = 0,
+            max_w: float = MAX_CHART_W) -> tuple[list[str], int, float]:
+    """Legend entries left to right from (x, y), wrapping onto a new row (16 px down)
+    before a row grows past ``max_w``; returns the marks, the rows used and the widest
+    row's width (an entry longer than ``max_w`` gets a row of its own)."""
+    out: list[str] = []
+    cx, row, widest = x, 0, 0.0
     for i, s in enumerate(series):
-        out.append(f'<rect x="{cx:.1f}" y="{y - 9}" width="10" height="10" '
+        w = 24 + 7 * len(s)
+        if cx > x and cx - x + w > max_w:
+            cx, row = x, row + 1
+        ry = y + 16 * row
+        out.append(f'<rect x="{cx:.1f}" y="{ry - 9}" width="10" height="10" '
                    f'fill="{color(start + i)}"/>')
-        out.append(f'<text x="{cx + 14:.1f}" y="{y}" class="legend">{escape(s)}</text>')
-        cx += 24 + 7 * len(s)
-    return out
+        out.append(f'<text x="{cx + 14:.1f}" y="{ry}" class="legend">{escape(s)}</text>')
+        cx += w
+        widest = max(widest, cx - x)
+    return out, row + 1, widest
 
 
 def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
@@ -99,6 +108,8 @@ def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
     bar_w = max(8.0, min(26.0, 160.0 / n_series))
     group_w = n_series * bar_w + 18
     left, top, h = 52.0, 34.0, 200.0
+    legend, legend_rows, legend_w = _legend(series, left, 28, max_w=MAX_CHART_W - left - 10)
+    top += 16 * (legend_rows - 1)
     longest = max((len(g.label) for g in groups), default=0)
     rotate = longest * 6.5 > group_w
     wrapped = {g.label: _wrap_label(g.label, 40) for g in groups}  # rotated labels: whole
@@ -107,14 +118,13 @@ def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
     if rotate:  # a slanted first label reaches left of its bar: keep it inside the canvas
         reach = min(longest, 40) * 6.0 * 0.82  # label width x cos(35 deg)
         left = max(left, reach - 9 - n_series * bar_w / 2 + 4)
-    legend_w = sum(24 + 7 * len(x) for x in series)
-    width = max(left + max(1, len(groups)) * group_w + 20, left + legend_w,
+    width = max(left + max(1, len(groups)) * group_w + 20, left + legend_w + 10,
                 left + 7.8 * len(title))
     height = top + h + bottom + 10
     parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
              f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
              f'<text x="{left}" y="14" class="title">{escape(title)}</text>']
-    parts += _legend(series, left, 28)
+    parts += legend
     parts += _y_axis(left, top, h, width - left - 10, y_max, y_label)
 
     def y_of(v: float) -> float:
@@ -172,9 +182,9 @@ def hbar_chart(groups: list[BarGroup], *, title: str, x_label: str = "%",
     longest = max((len(t) for v in wrapped.values() for t in v), default=0)
     label_w = max(60.0, longest * 6.4 + 14)
     plot_w, value_w, bar_h, gap = 300.0, 70.0, 12.0, 3.0
-    legend_w = sum(24 + 7 * len(x) for x in series)
+    legend, legend_rows, legend_w = _legend(series, 10, 30, max_w=MAX_CHART_W - 20)
     left = label_w
-    top = 60.0 + 16 * (legend_w > plot_w + value_w)  # title, legend, axis ticks
+    top = 60.0 + 16 * (legend_rows - 1)  # title, legend, axis ticks
     rows = [max(n_series * (bar_h + gap) + 10, 13 * len(wrapped[g.label]) + 10)
             for g in groups]
     width = max(left + plot_w + value_w, 10 + legend_w, 10 + 7.8 * len(title))
@@ -182,7 +192,7 @@ def hbar_chart(groups: list[BarGroup], *, title: str, x_label: str = "%",
     parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
              f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
              f'<text x="10" y="14" class="title">{escape(title)}</text>']
-    parts += _legend(series, 10, 30)
+    parts += legend
     axis_y = top - 8
     body_h = sum(rows)
     for k in range(5):
@@ -241,14 +251,16 @@ def line_chart(lines: list[Line], *, title: str, x_label: str = "round",
     x_min, x_max = (xs[0], xs[-1]) if xs else (0.0, 1.0)
     if x_max == x_min:
         x_max = x_min + 1
-    left, top, w, h = 52.0, 34.0 + 16 * ((len(lines) - 1) // 4), 340.0, 200.0
-    width, height = max(left + w + 20, left + 7.8 * len(title)), top + h + 46
+    left, w, h = 52.0, 340.0, 200.0
+    legend, legend_rows, legend_w = _legend([ln.label for ln in lines], left, 30,
+                                            max_w=MAX_CHART_W - left - 10)
+    top = 34.0 + 16 * (legend_rows - 1)
+    width = max(left + w + 20, left + legend_w + 10, left + 7.8 * len(title))
+    height = top + h + 46
     parts = [f'<svg class="{css_class}" role="img" width="{width:.0f}" height="{height:.0f}" '
              f'viewBox="0 0 {width:.0f} {height:.0f}" aria-label="{escape(title)}">',
              f'<text x="{left}" y="14" class="title">{escape(title)}</text>']
-    for row in range(0, len(lines), 4):
-        parts += _legend([ln.label for ln in lines[row:row + 4]], left, 30 + 16 * (row // 4),
-                         start=row)
+    parts += legend
     parts += _y_axis(left, top, h, w, y_max, y_label)
 
     def px(x: float) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 
 from mmsim.protocols.dynamic.metrics import compute
 from mmsim.report.sections import Markup, RunContext, esc, pct, section, table
-from mmsim.report.svg import color
+from mmsim.report.svg import MAX_CHART_W, color
 
 
 def radar_svg(tasks: list[str], codes: dict[str, str], models: list[dict[str, Any]],
@@ -40,10 +40,15 @@ def radar_svg(tasks: list[str], codes: dict[str, str], models: list[dict[str, An
         else:
             need_left = max(need_left, w - lx)
     dx = need_left + 6
-    legend_x = dx + right_reach + 10
-    width = legend_x + 24 + char_w * max(len(m["name"]) for m in models) + 10
-    height = max(size, 30 + 18 * len(models))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="radar" width="{width:.0f}" '
+    legend_w = 24 + char_w * max(len(m["name"]) for m in models) + 10
+    # the legend goes right of the radar, or below it when that would make the chart wider
+    # than a narrow page lays out unscaled
+    below = dx + right_reach + 10 + legend_w > MAX_CHART_W
+    legend_x = 10.0 if below else dx + right_reach + 10
+    legend_y = float(size) if below else 20.0
+    width = max(dx + right_reach + 10, legend_x + legend_w)
+    height = (size + 18 * len(models) + 8) if below else max(size, 30 + 18 * len(models))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="plot radar" width="{width:.0f}" '
            f'height="{height}" viewBox="0 0 {width:.0f} {height}" role="img" '
            f'aria-label="ability vectors radar"><g transform="translate({dx:.1f},0)">']
     for ring in (0.25, 0.5, 0.75, 1.0):
@@ -78,8 +83,8 @@ def radar_svg(tasks: list[str], codes: dict[str, str], models: list[dict[str, An
                        f"<title>{escape(tip)}</title></circle>")
     out.append("</g>")
     for k, m in enumerate(models):
-        out.append(f'<rect x="{legend_x:.1f}" y="{20 + 18 * k}" width="12" height="12" '
-                   f'fill="{color(k)}"/><text x="{legend_x + 18:.1f}" y="{30 + 18 * k}" '
+        out.append(f'<rect x="{legend_x:.1f}" y="{legend_y + 18 * k}" width="12" height="12" '
+                   f'fill="{color(k)}"/><text x="{legend_x + 18:.1f}" y="{legend_y + 10 + 18 * k}" '
                    f'font-size="12">{escape(m["name"])}</text>')
     out.append("</svg>")
     return "".join(out)

@@ -39,7 +39,7 @@ def levels_section(ctx: RunContext) -> str | None:
                       for lv in [*levels, "all"]],
              pct(cells["all"]["format"], ci=False), pct(cells["all"]["no_answer_tag"], ci=False)]
             for model, cells in by_model.items()]
-    parts = [bar_chart(groups, title="Accuracy by level (95% bootstrap CI)"),
+    parts = [bar_chart(groups, title="Accuracy by level (95% Wilson CI)"),
              table(["model", *[_NAMES.get(lv, lv) for lv in [*levels, "all"]], "format %",
                     "no <answer> %"], rows)]
     sbs = m.get("side_by_side", [])
