@@ -772,11 +772,14 @@ def extract_number(text: str, *, mode: Mode = "strict") -> float | None:
 
 
 _UNIT_RE = re.compile(r"[^\W\d_]{1,12}(?:[ \t]+[^\W\d_]{1,12})?|")
+#: Markdown bold marks that open or close a span (not ``2**3``, a power between operands).
+_BOLD_MARK_RE = re.compile(r"(?<![^\W_])(?:\*\*|__)|(?:\*\*|__)(?![^\W_])")
 
 
 def _number_alone(line: str) -> float | None:
     """A line that is one number, with at most a short unit (``12 cm``, ``58°``, ``$h=58$``):
-    not a sentence that happens to hold one number."""
+    not a sentence that happens to hold one number. Bold marks (``**58**``) are ignored."""
+    line = _BOLD_MARK_RE.sub("", line)
     value = parse_number(line)
     if value is None:
         return None
