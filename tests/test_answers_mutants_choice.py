@@ -24,3 +24,13 @@ def test_ambiguous_region_stops_the_search(text: str, mode: str) -> None:
 def test_options_shorter_than_letters_still_match() -> None:
     # Option texts may be shorter than the letters (zip is not strict).
     assert extract_choice("The answer is blue.", L4, ("red", "blue")) == "B"
+
+
+def test_implicit_letters_stop_at_z() -> None:
+    # Without explicit letters, options are lettered A..Z only; a 27th option gets no letter.
+    from mmsim.messages import AnswerFormat
+    from mmsim.tasks.answers import extract_answer
+
+    fmt = AnswerFormat(kind="choice", options=tuple(f"opt{i}" for i in range(27)))
+    assert extract_answer("Z", fmt) == "Z"
+    assert extract_answer("[", fmt) is None
