@@ -33,4 +33,4 @@ def test_implicit_letters_stop_at_z() -> None:
 
     fmt = AnswerFormat(kind="choice", options=tuple(f"opt{i}" for i in range(27)))
     assert extract_answer("Z", fmt) == "Z"
-    assert extract_answer("[", fmt) is None
+    assert extract_answer("The answer is [.", fmt) is None
