@@ -334,7 +334,7 @@ def test_cli_run_prints_vectors_and_html_radar(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["schema"] == "mmsim.dynamic.v1"
     r = run_cli("report", str(out), "--format", "html", "-o", str(tmp_path / "r.html"))
     html = (tmp_path / "r.html").read_text()
-    assert 'class="radar"' in html and "This section failed" not in html
+    assert 'class="plot radar"' in html and "This section failed" not in html
     r = run_cli("validate", str(scn), "--set", "judge.use=nobody")
     assert r.returncode == 2 and "judge.use" in r.stderr
 
