@@ -34,3 +34,24 @@ def test_implicit_letters_stop_at_z() -> None:
     fmt = AnswerFormat(kind="choice", options=tuple(f"opt{i}" for i in range(27)))
     assert extract_answer("Z", fmt) == "Z"
     assert extract_answer("The answer is [.", fmt) is None
+
+
+_MID = ("The figure shows several overlapping shapes and the colours are hard to tell apart "
+        "in places, so I looked closely. ") * 2
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    # a long reply is read only at its unmistakable places: the last line (after the LAST
+    # newline), then the first line, each only as an answer form
+    ("Let me think.\n" + _MID + "\nC", "C"),
+    ("C\n" + _MID + "\nSo, on balance, that is my reading of it all.", "C"),
+    # a letter mentioned mid-prose in a long reply is no answer, even leniently
+    (_MID + " Between the two I would go with (B) for now. " + _MID, None),
+    # lowercase letters lead only explicit regions: not a long reply's first or last line
+    ("b. " + _MID + "\nThat is all.", None),
+    ("Overall thoughts first.\n" + _MID + "\nb", None),
+])
+def test_long_replies_are_read_only_at_their_answer_lines(text: str, want: str | None
+                                                         ) -> None:
+    assert len(text) > 200  # past the short-reply scan
+    assert extract_choice(text, ("A", "B", "C", "D"), mode="lenient") == want
