@@ -8,13 +8,13 @@ from __future__ import annotations
 import html as htmllib
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from test_report_html import _CLIP_PROBE, CHROMIUM
+from test_report_html import _chromium as _chrome
 
 from mmsim.report.html import build_html
 from mmsim.runtime import run_scenario
@@ -22,7 +22,6 @@ from mmsim.scenario import load_any_scenario
 from mmsim.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 LONG_DYN = "contaminated-model-with-a-really-long-descriptive-name-v2"
 LONG_VIDEO = "post-trained-model-whose-name-goes-on-and-on-and-on-x"
 
@@ -151,16 +150,6 @@ def test_video_dialogue_has_frames_reply_and_reward(video: tuple[Path, str]) -> 
         assert ep["outcome"] == ("correct" if last["correct"] else "wrong")
 
 
-def _chrome(tmp: Path, *args: str) -> str:
-    profile = tmp / "chromium-profile"
-    r = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
-                        "--no-first-run", f"--user-data-dir={profile}", *args],
-                       capture_output=True, text=True, timeout=90)
-    shutil.rmtree(profile, ignore_errors=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout
-
-
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
 @pytest.mark.parametrize("width", [1400, 800])
 def test_dynamic_and_video_charts_fit_and_read_at_two_widths(
@@ -169,8 +158,6 @@ def test_dynamic_and_video_charts_fit_and_read_at_two_widths(
     none smaller than 8.5 px as laid out, no chart wider than the page."""
     import base64
     import hashlib
-
-    from test_report_html import _CLIP_PROBE
 
     probe = _CLIP_PROBE.removeprefix("<script>").removesuffix("</script>")
     digest = base64.b64encode(hashlib.sha256(probe.encode()).digest()).decode()

@@ -172,9 +172,9 @@ def failures(ctx: RunContext) -> str | None:
                 note=f"{c['n_leaked']} of {c['n_feedback']}")]))
     if groups:
         # the scale holds every bar and whisker (a 0% rate's interval still has width)
-        top = max([max(b.value or 0.0, b.hi or 0.0) / 1.25 for g in groups for b in g.bars]
-                  + [0.05])
-        x_max = min(1.0, max(0.1, round(top * 1.25 + 0.049, 1)))
+        need = max([max(b.value or 0.0, b.hi or 0.0) for g in groups for b in g.bars]
+                   + [0.0625])
+        x_max = min(1.0, max(0.1, round(need + 0.049, 1)))
         parts.append(hbar_chart(groups, title="Parse-failure, failed-episode and leak rates",
                                 x_max=x_max))
     if agents:

@@ -96,14 +96,15 @@ def _legend(series: list[str], x: float, y: float, start: int = 0,
     return out, row + 1, widest
 
 
+def _series(groups: list[BarGroup]) -> list[str]:
+    """The series of grouped bars, in order of first appearance (one colour each)."""
+    return list(dict.fromkeys(b.series for g in groups for b in g.bars))
+
+
 def bar_chart(groups: list[BarGroup], *, title: str, y_label: str = "%",
               y_max: float = 1.0, css_class: str = "plot bar-chart") -> str:
     """Grouped bars with 95% interval whiskers; one colour per series."""
-    series: list[str] = []
-    for g in groups:
-        for b in g.bars:
-            if b.series not in series:
-                series.append(b.series)
+    series = _series(groups)
     n_series = max(1, len(series))
     bar_w = max(8.0, min(26.0, 160.0 / n_series))
     group_w = n_series * bar_w + 18
@@ -172,11 +173,7 @@ def hbar_chart(groups: list[BarGroup], *, title: str, x_label: str = "%",
     left in full-size text, one bar per series with its 95% whisker and its figure printed
     at its end. Grows downwards with the number of groups instead of widening (and being
     scaled down until the labels cannot be read), so long names stay legible."""
-    series: list[str] = []
-    for g in groups:
-        for b in g.bars:
-            if b.series not in series:
-                series.append(b.series)
+    series = _series(groups)
     n_series = max(1, len(series))
     wrapped = {g.label: _wrap_label(g.label, label_chars) for g in groups}
     longest = max((len(t) for v in wrapped.values() for t in v), default=0)

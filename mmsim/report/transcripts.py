@@ -149,20 +149,21 @@ def _turn_view(turn: dict[str, Any], bank: ImageBank, run_dir: Path) -> dict[str
     return out
 
 
-def _result_events(kind: str, m: dict[str, Any], *, has_prompt: bool) -> list[dict[str, Any]]:
+def _result_events(kind: str, m: dict[str, Any], *, has_prompt: bool
+                   ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """A protocol's own result message as the dialogue's closing line: correct or not, the
     answer read, what it was scored against, the score and the reward (with its parts);
     all fields stay one click away. An episode with no model turn (a judge calibration
-    pair) first shows what the judge was given."""
-    out: list[dict[str, Any]] = []
+    pair) first shows what the judge was given: returned apart, as the dialogue's opening."""
+    judge_input = None
     rest = {k: v for k, v in m.items() if k not in ("seq", "turn", "sender", "kind",
                                                     "run_id", "episode_id")}
     if not has_prompt and m.get("output") is not None:
         parts = [f"QUESTION: {m['question']}" if m.get("question") else "",
                  f"REFERENCE: {m['reference']}" if m.get("reference") else "",
                  f"OUTPUT: {m['output']}"]
-        out.append({"t": "turn", "role": "judge input",
-                    "text": _clip("\n".join(p for p in parts if p))})
+        judge_input = {"t": "turn", "role": "judge input",
+                       "text": _clip("\n".join(p for p in parts if p))}
     rewards = m.get("rewards") if isinstance(m.get("rewards"), dict) else None
     correct = m.get("correct")
     if correct is None and rewards and "accuracy" in rewards:
@@ -172,16 +173,16 @@ def _result_events(kind: str, m: dict[str, Any], *, has_prompt: bool) -> list[di
     gold = next((m[k] for k in ("gold", "expected", "reference") if m.get(k) is not None),
                 None)
     fields = [(k, _short(rest[k])) for k in RESULT_FIELDS if rest.get(k) is not None]
-    out.append({"t": "result", "what": kind, "round": m.get("turn"), "sender": m.get("sender"),
-                "correct": correct, "answer": m.get("answer"),
-                "gold": None if gold is None else _clip(gold)[:300],
-                "unparsed": bool(m.get("unparsed")) or (
-                    "answer" in m and m.get("answer") is None and rewards is not None),
-                "score": m.get("score") if m.get("scoring") == "judge" else None,
-                "label": m.get("label"), "perturbation": m.get("perturbation"),
-                "reward": m.get("reward"), "rewards": rewards, "fields": fields,
-                "text": _clip(json.dumps(rest, ensure_ascii=False, default=str))})
-    return out
+    result = {"t": "result", "what": kind, "round": m.get("turn"), "sender": m.get("sender"),
+              "correct": correct, "answer": m.get("answer"),
+              "gold": None if gold is None else _clip(gold)[:300],
+              "unparsed": bool(m.get("unparsed")) or (
+                  "answer" in m and m.get("answer") is None and rewards is not None),
+              "score": m.get("score") if m.get("scoring") == "judge" else None,
+              "label": m.get("label"), "perturbation": m.get("perturbation"),
+              "reward": m.get("reward"), "rewards": rewards, "fields": fields,
+              "text": _clip(json.dumps(rest, ensure_ascii=False, default=str))}
+    return judge_input, result
 
 
 def episode_view(store: RunStore, eo: EpisodeOutcome, bank: ImageBank, run_dir: Path,
@@ -218,9 +219,10 @@ def episode_view(store: RunStore, eo: EpisodeOutcome, bank: ImageBank, run_dir: 
                            "score": m.get("score"), "parse": m.get("parse"),
                            "text": _clip(m.get("reason"))})
         else:  # another protocol's scored result: a verdict line, then all its fields
-            events.extend(_result_events(str(kind), m, has_prompt=not first_obs))
-    # what a judge was given opens its dialogue (its verdict is stored before the result)
-    events.sort(key=lambda e: e.get("role") != "judge input")
+            judge_input, result = _result_events(str(kind), m, has_prompt=not first_obs)
+            if judge_input is not None:  # it opens the dialogue (stored after the verdict)
+                events.insert(0, judge_input)
+            events.append(result)
     return {"run": run_index, "id": eo.episode_id, "kind": ep["kind"],
             "receiver": ep["model"] or ep["judge"], "provider": ep["provider"] or "—",
             "policy": ep["condition"] or "—", "sample": ep["sample_id"],
