@@ -518,8 +518,10 @@ def _strict_whole(body: str, spec: _LetterSpec,
         return status, letter
     lines = [ln for ln in r.splitlines() if ln.strip()]
     if len(lines) > 1:
-        first = _labelled_option(lines[0], spec, options) if len(lines[0]) <= 60 else None
-        last = _labelled_option(lines[-1], spec, options) if len(lines[-1]) <= 60 else None
+        # no line-length cut here: a labelled line must carry its own option's whole
+        # text, which may be long ("B. The red bars outnumber the blue ones")
+        first = _labelled_option(lines[0], spec, options)
+        last = _labelled_option(lines[-1], spec, options)
         if first is not None and last is not None and first != last:
             return _AMBIGUOUS
         found = last or first
