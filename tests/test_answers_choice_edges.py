@@ -230,3 +230,14 @@ def test_strict_labelled_long_option_line(text: str) -> None:
     assert extract_choice(text, L4, _LONG_OPTIONS) == "B"
     # a first line naming another option's text is still not read as B
     assert extract_choice(text.replace("B. ", "A. "), L4, _LONG_OPTIONS) is None
+
+
+def test_long_reply_last_line_up_to_80_chars() -> None:
+    # SHORT_TEXT_CHARS' comment: a long reply's last line is read when it is at most 80
+    # characters ("B. ..." leads it); a longer last line is prose
+    def reply(n: int) -> str:
+        last = "B. " + "y" * (n - 4) + "."
+        assert len(last) == n
+        return "Some thoughts first.\n" + _MID + "\n" + last
+    assert extract_choice(reply(80), L4, mode="lenient") == "B"
+    assert extract_choice(reply(81), L4, mode="lenient") is None

@@ -51,8 +51,8 @@ __all__ = [
 
 #: A whole text (region 4) at most this long is searched like an explicit answer region
 #: (leading letter, unique letter mention, option text). Longer texts only accept an
-#: unmistakable answer line: ``(B)``/``**B**`` at the very end, or a first or last line
-#: that is ``B``, ``B.``, ``(B) ...``, ``Option B``, ``B: 60°``.
+#: unmistakable answer line: ``(B)``/``**B**`` at the very end, or a first line or a last
+#: line of at most 80 characters that is ``B``, ``B.``, ``(B) ...``, ``Option B``, ``B: 60°``.
 SHORT_TEXT_CHARS = 200
 #: Explicit regions (tag, boxed, after a marker) longer than this get the long-text rules.
 SCAN_LIMIT = 1000
