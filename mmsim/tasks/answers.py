@@ -51,8 +51,8 @@ __all__ = [
 
 #: A whole text (region 4) at most this long is searched like an explicit answer region
 #: (leading letter, unique letter mention, option text). Longer texts only accept an
-#: unmistakable answer line: ``(B)``/``**B**`` at the very end, or a first or last line
-#: that is ``B``, ``B.``, ``(B) ...``, ``Option B``, ``B: 60°``.
+#: unmistakable answer line: ``(B)``/``**B**`` at the very end, or a first line or a last
+#: line of at most 80 characters that is ``B``, ``B.``, ``(B) ...``, ``Option B``, ``B: 60°``.
 SHORT_TEXT_CHARS = 200
 #: Explicit regions (tag, boxed, after a marker) longer than this get the long-text rules.
 SCAN_LIMIT = 1000
@@ -518,8 +518,10 @@ def _strict_whole(body: str, spec: _LetterSpec,
         return status, letter
     lines = [ln for ln in r.splitlines() if ln.strip()]
     if len(lines) > 1:
-        first = _labelled_option(lines[0], spec, options) if len(lines[0]) <= 60 else None
-        last = _labelled_option(lines[-1], spec, options) if len(lines[-1]) <= 60 else None
+        # no line-length cut here: a labelled line must carry its own option's whole
+        # text, which may be long ("B. The red bars outnumber the blue ones")
+        first = _labelled_option(lines[0], spec, options)
+        last = _labelled_option(lines[-1], spec, options)
         if first is not None and last is not None and first != last:
             return _AMBIGUOUS
         found = last or first
