@@ -150,6 +150,13 @@ def test_lowercase_letter_leading_a_long_explicit_region(mode: str) -> None:
     ("C. XL", "strict", "C"),
     ("C. XL\nIt is the largest of the sizes shown.", "strict", "C"),
     ("I think it is this one.\nC. XL", "strict", "C"),
+    # the letter must be closed (`.`, `:`, `)`) to label its option: without that, strict
+    # reads nothing (docs/metrics.md); lenient reads the unique letter mention
+    ("C XL", "strict", None),
+    ("C - XL", "strict", None),
+    ("C XL\nIt is the largest of the sizes shown.", "strict", None),
+    ("C XL", "lenient", "C"),
+    ("C - XL", "lenient", "C"),
 ])
 def test_labelled_and_bare_lines(text: str, mode: str, want: str | None) -> None:
     assert extract_choice(text, L4, SIZES, mode=mode) == want  # type: ignore[arg-type]
