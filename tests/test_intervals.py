@@ -119,3 +119,21 @@ def test_keyed_rng_depends_only_on_seed_and_key() -> None:
     c = keyed_rng(3, "r1", "p1", "detailed").integers(0, 1 << 30, 4)
     d = keyed_rng(4, "r1", "p1", "binary").integers(0, 1 << 30, 4)
     assert (a == b).all() and not (a == c).all() and not (a == d).all()
+
+
+def test_bad_input_is_refused_by_the_checks_with_their_messages() -> None:
+    """Each bound of the input checks, with the check's own message (not an error raised
+    later by the arithmetic: sqrt of a negative, an infinite quantile)."""
+    for level in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+            z_value(level)
+    for k, n in ((5, 4), (-1, 4), (0, 0), (1, 0)):
+        with pytest.raises(ValueError, match=r"need 0 <= k <= n and n >= 1"):
+            wilson_bounds(k, n)
+
+
+def test_proportion_passes_its_level_on() -> None:
+    z90 = 1.6448536269514722  # the 95% standard-normal quantile
+    got = proportion(7, 12, level=0.90)
+    lo, hi = _score_roots(7, 12, z90)
+    assert (got["lo"], got["hi"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))

@@ -369,6 +369,27 @@ def test_cost_and_retries_match_an_independent_recomputation(tmp_path: Path) -> 
                                                    abs=2e-6), key
 
 
+def test_leak_detector_letter_case_and_number_tolerance() -> None:
+    """A one-letter answer counts only as written ("the answer is a bit off" names no
+    option A); a longer label in any case. A number leaks when it equals the answer within
+    1e-9 relative (absolute below 1): 1000000.0001 names 1,000,000, 1000000.1 does not;
+    0.5000000015 does not name 0.5."""
+    a = Sample(id="a", question="q", answer="A",
+               answer_format=AnswerFormat(kind="choice", letters=("A", "B")))
+    assert not detect_leak("The answer is a bit more subtle than that.", a)
+    assert not detect_leak("option a", a)
+    assert detect_leak("option A", a)
+
+    def num(ans: str) -> Sample:
+        return Sample(id="n", question="q", answer=ans,
+                      answer_format=AnswerFormat(kind="numeric"))
+
+    assert detect_leak("it is 1000000.0001", num("1000000"))
+    assert not detect_leak("it is 1000000.1", num("1000000"))
+    assert not detect_leak("it is 0.5000000015", num("0.5"))
+    assert detect_leak("it is 0.50000000001", num("0.5"))
+
+
 def test_leak_detector_length_threshold() -> None:
     """Option texts and exact answers are matched from two characters on; a one-character
     one ("7", "x") is everywhere in ordinary feedback and is not searched."""
