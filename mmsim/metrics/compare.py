@@ -5,10 +5,12 @@ Per receiver x provider x policy cell present in both runs, for each metric:
 
 * ``a``, ``b``: the metric of each run on all its items (as ``mmsim report`` shows it);
 * ``diff``: b − a on the **shared items** only (sample ids present in both runs for that
-  metric), with a 95% percentile **paired** bootstrap interval (seeded per cell and metric, so a
-  cell's interval does not depend on the other cells): the shared sample ids are
-  resampled with replacement and both runs' outcomes on the same ids move together, which
-  removes the item-difficulty variance an unpaired comparison would carry.
+  metric), with a 95% percentile **paired** bootstrap interval (seeded per quantity, so an
+  interval does not depend on the other cells: accuracy per receiver, since it is the same
+  quantity on the same items in all of a receiver's cells; the other metrics per cell): the
+  shared sample ids are resampled with replacement and both runs' outcomes on the same ids
+  move together, which removes the item-difficulty variance an unpaired comparison would
+  carry.
 
 Items per metric:
 
@@ -136,8 +138,10 @@ def compare(store_a: RunStore, store_b: RunStore, *, resamples: int = 1000, seed
             continue
         cells.append({
             "receiver": key[0], "provider": key[1], "policy": key[2],
+            # a receiver's accuracy is one quantity on the same items in all its cells:
+            # seeded by the receiver, it shows one interval in every row
             "accuracy": _paired_binary(a.accuracy(key), b.accuracy(key),
-                                       keyed_rng(seed, *key, "accuracy"), resamples),
+                                       keyed_rng(seed, key[0], "accuracy"), resamples),
             "correction_rate": _paired_binary(a.solved(key), b.solved(key),
                                               keyed_rng(seed, *key, "correction"), resamples),
             "parse_failure_rate": _paired_ratio(a.parse(key), b.parse(key),
