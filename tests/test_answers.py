@@ -674,3 +674,33 @@ def test_property_strict_prose_with_option_values_is_unparsed(words: list[str]) 
 def test_strict_reads_the_text_after_a_closed_think_block(text: str, want: str | None
                                                           ) -> None:
     assert extract_choice(text, ("A", "B", "C", "D"), ["10", "15", "20", "25"]) == want
+
+
+@pytest.mark.parametrize(("text", "strict", "lenient"), [
+    # a power is an expression: neither its base nor its exponent is the answer
+    ("Answer: 5^2", None, None),
+    ("Answer: 10^{-3}", None, None),
+    ("It is 5^2.", None, None),
+    # superscripts are powers too, not digits (NFKC makes 5² "52") nor dropped ("5")
+    ("Answer: 5²", None, None),
+    ("Answer: 10⁻³", None, None),
+    ("The answer is 2³ cm", None, None),
+    # a unit's power is the unit's, and scientific notation is one number
+    ("Answer: 12 cm²", 12.0, 12.0),
+    ("Answer: 12 m^2", 12.0, 12.0),
+    ("Answer: 3 \\times 10^{5}", 300000.0, 300000.0),
+    # a power earlier in the reply does not hide the final number
+    ("x^2 is 16, so the answer is 4", 4.0, 4.0),
+])
+def test_powers_are_not_numbers(text: str, strict: float | None,
+                                lenient: float | None) -> None:
+    assert extract_number(text) == strict
+    assert extract_number(text, mode="lenient") == lenient
+
+
+def test_superscripts_parse_as_powers() -> None:
+    assert parse_number("5²") is None and parse_number("10⁻³") is None
+    assert parse_number("12 m²") == 12.0
+    exact = AnswerFormat(kind="exact")
+    assert not check_answer("5²", "52", exact)  # 5 squared is not fifty-two
+    assert check_answer("x²", "x^2", exact)

@@ -95,6 +95,17 @@ def _halfwidth(s: str) -> str:
     return s.translate(_HALFWIDTH)
 
 
+_SUPERSCRIPT_RE = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+")
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
+
+
+def _powers(s: str) -> str:
+    """Write superscript digits as the power they are (``5²`` -> ``5^2``, ``10⁻³`` ->
+    ``10^-3``, ``m²`` -> ``m^2``), so a power is never read as a digit (NFKC would make
+    ``5²`` the number 52) nor dropped (``5``)."""
+    return _SUPERSCRIPT_RE.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPT), s)
+
+
 _LATEX_WRAP_RE = re.compile(
     r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname|boxed|fbox)"
     r"\s*\{([^{}]*)\}")
@@ -137,7 +148,8 @@ def _wraps_whole(s: str) -> bool:
 def normalize_text(s: str) -> str:
     """Normalise a short answer string for exact comparison.
 
-    NFKC-normalises, unwraps LaTeX ``\\text{}``/``\\mathrm{}``/``\\boxed{}``, drops ``$``,
+    Writes superscript powers with ``^`` (``x²`` -> ``x^2``), NFKC-normalises, unwraps LaTeX
+    ``\\text{}``/``\\mathrm{}``/``\\boxed{}``, drops ``$``,
     ``\\(``/``\\)``, ``\\left``/``\\right``, LaTeX spacing and markdown emphasis, writes
     degrees as ``°``, lowercases, collapses whitespace, removes spaces around operators
     (``h = 58`` -> ``h=58``), strips surrounding punctuation and quotes, and removes
@@ -149,7 +161,7 @@ def normalize_text(s: str) -> str:
     Returns:
         The normalised text (possibly empty).
     """
-    t = unicodedata.normalize("NFKC", s)
+    t = unicodedata.normalize("NFKC", _powers(s))
     t = _unwrap_latex(t)
     t = _DEGREE_RE.sub("°", t)
     t = t.replace("\\left", "").replace("\\right", "")
@@ -646,7 +658,7 @@ _EQUALS_RE = re.compile(r"=|≈|\\approx")
 
 
 def _clean_math(s: str) -> str:
-    t = _halfwidth(s)
+    t = _halfwidth(_powers(s))
     t = _unwrap_latex(t)
     t = _DEGREE_RE.sub(" ", t).replace("°", " ").replace("º", " ")
     t = t.replace("\\%", "%").replace("\\left", "").replace("\\right", "")
@@ -701,7 +713,15 @@ def _match_value(m: re.Match[str]) -> float | None:
     return -value if m.group("sign") else value
 
 
+def _in_power(t: str, m: re.Match[str]) -> bool:
+    """Whether the number ``m`` is the base or the exponent of a power (``5^2``,
+    ``10^{-3}``; a unit's power was removed before, ``3 \\times 10^{5}`` is one match)."""
+    return t[:m.start()].rstrip(" {").endswith("^") or t[m.end():].lstrip().startswith("^")
+
+
 def _last_number(region: str) -> float | None:
+    """The last number of ``region``; None when that number is part of a power (``5^2``,
+    ``5²``): the answer is an expression, and neither its base nor its exponent is it."""
     t = _clean_math(region)
     if len(t) > 2 * _NUMBER_TAIL:
         # Long text: the last number lies in the tail. Matches near the window's start
@@ -712,11 +732,11 @@ def _last_number(region: str) -> float | None:
                 break
             value = _match_value(m)
             if value is not None:
-                return value
+                return None if _in_power(t, m) else value
     for m in reversed(list(_NUM_RE.finditer(t))[-_MAX_NUMBER_TRIES:]):
         value = _match_value(m)
         if value is not None:
-            return value
+            return None if _in_power(t, m) else value
     return None
 
 
