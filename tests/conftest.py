@@ -73,6 +73,18 @@ def play(scenario: Path, run_dir: Path, executor: Any = None, progress: Any = No
     return kernel
 
 
+def read_store(run_dir: Path, fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn(store, *args, **kw)`` on the run's store, opened for reading and closed after
+    (the figures of a run computed in-process, as ``mmsim report`` does)."""
+    from mmsim.store import RunStore
+
+    store = RunStore.open(run_dir, create=False)
+    try:
+        return fn(store, *args, **kw)
+    finally:
+        store.close()
+
+
 def report_json(run_dir: Path, *extra: str) -> dict[str, Any]:
     """``mmsim report RUN --format json`` (``extra``: e.g. ``--plugin F``), manifest left
     out (it holds paths and times)."""

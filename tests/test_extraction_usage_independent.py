@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import play
+from conftest import play, read_store
 
 from mmsim.metrics import compute
 from mmsim.metrics.interfeedback import (
@@ -301,21 +301,14 @@ def _check(m: dict[str, Any], scenario: dict[str, Any], run_dir: Path,
 
 
 def _scenario(run_dir: Path) -> dict[str, Any]:
-    store = RunStore.open(run_dir, create=False)
-    try:
-        run = store.run()
-        assert run is not None
-        return dict(run["scenario"])
-    finally:
-        store.close()
+    run = read_store(run_dir, RunStore.run)
+    assert run is not None
+    return dict(run["scenario"])
 
 
 def _usage(run_dir: Path, scenario: dict[str, Any]) -> dict[str, Any]:
-    store = RunStore.open(run_dir, create=False)
-    try:
-        return usage_figures(store, scenario)
-    finally:
-        store.close()
+    out: dict[str, Any] = read_store(run_dir, usage_figures, scenario)
+    return out
 
 
 def test_cost_matches_the_stored_messages_in_one_currency(usage_run: Path) -> None:
@@ -372,11 +365,7 @@ def test_cost_matches_direct_formula() -> None:
 def test_compute_reports_model_extractors_from_the_stored_readings(usage_run: Path) -> None:
     """The cell figures of a real run with a model-based extractor: accuracy over the
     screening episodes, calls = stored extraction messages."""
-    store = RunStore.open(usage_run, create=False)
-    try:
-        m = compute(store, resamples=0)
-    finally:
-        store.close()
+    m = read_store(usage_run, compute, resamples=0)
     with sqlite3.connect(usage_run / "mmsim.sqlite") as db:
         calls = dict(db.execute(
             "SELECT e.model || '/' || e.provider || '/' || e.condition, COUNT(*) FROM messages m "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import read_store
 
 from mmsim.messages import Feedback, Grade
 from mmsim.metrics.human import human_metrics
@@ -80,11 +81,8 @@ def _write(tmp: Path, records: list[EpisodeRecord]) -> Path:
 
 
 def _human(run: Path, scenario: dict[str, Any]) -> dict[str, Any] | None:
-    store = RunStore.open(run, create=False)
-    try:
-        return human_metrics(store, scenario)
-    finally:
-        store.close()
+    out: dict[str, Any] | None = read_store(run, human_metrics, scenario)
+    return out
 
 
 def _feedback_store(tmp: Path) -> Path:

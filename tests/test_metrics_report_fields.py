@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, SMALL, play
+from conftest import ROOT, SMALL, play, read_store
 from test_metrics_independent import wilson
 
 from mmsim.metrics import compute
@@ -31,11 +31,8 @@ PLANTED = SMALL.replace("size: 40", "size: 24").replace(
 
 
 def _compute(run_dir: Path, **kw: Any) -> dict[str, Any]:
-    store = RunStore.open(run_dir, create=False)
-    try:
-        return compute(store, **kw)
-    finally:
-        store.close()
+    out: dict[str, Any] = read_store(run_dir, compute, **kw)
+    return out
 
 
 def _rows(run_dir: Path, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
